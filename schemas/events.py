@@ -1,0 +1,142 @@
+"""Event contracts on the wire: signups in, segment assignments out, dead letters."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "AGE_MAX",
+    "INCOME_MAX",
+    "CustomerSignup",
+    "DeadLetter",
+    "Gender",
+    "SegmentAssignment",
+    "assignment_event_id",
+]
+
+#: Oldest plausible customer age in years.
+AGE_MAX = 120.0
+#: Highest plausible annual income in currency units; above this a value is a unit mistake.
+INCOME_MAX = 100_000_000.0
+
+# uuid5 namespace of assignment ids: fixed forever so ids stay comparable across releases.
+_ASSIGNMENT_NAMESPACE = uuid.UUID("6f1c2d8e-3a57-5b8e-9d0c-5e9a4b7f2c11")
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+
+
+class Gender(StrEnum):
+    """Gender as recorded at signup; spelling is normalised case-insensitively."""
+
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+_GENDER_SPELLINGS: dict[str, Gender] = {
+    "female": Gender.FEMALE,
+    "f": Gender.FEMALE,
+    "woman": Gender.FEMALE,
+    "male": Gender.MALE,
+    "m": Gender.MALE,
+    "man": Gender.MALE,
+    "other": Gender.OTHER,
+    "non-binary": Gender.OTHER,
+    "nonbinary": Gender.OTHER,
+    "diverse": Gender.OTHER,
+    "x": Gender.OTHER,
+    "unknown": Gender.UNKNOWN,
+    "u": Gender.UNKNOWN,
+    "": Gender.UNKNOWN,
+    "prefer not to say": Gender.UNKNOWN,
+}
+
+
+def parse_gender(value: Any) -> Gender:
+    """Map an accepted spelling (any case, surrounding blanks ignored) to a Gender."""
+    if value is None:
+        return Gender.UNKNOWN
+    if not isinstance(value, str):
+        raise ValueError(f"gender must be a string, got {type(value).__name__}")
+    try:
+        return _GENDER_SPELLINGS[value.strip().lower()]
+    except KeyError:
+        accepted = ", ".join(sorted(k for k in _GENDER_SPELLINGS if k))
+        raise ValueError(f"unknown gender spelling {value!r}; accepted: {accepted}") from None
+
+
+class CustomerSignup(BaseModel):
+    """A new customer, as marketing systems publish it to `customer-signups` (key customer_id).
+
+    Bounds: 0 <= age <= 120 years; 0 <= annual_income <= 100,000,000 currency units (not
+    thousands); both finite numbers, never strings. Unknown top-level fields are ignored so
+    producers can add fields before consumers know them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: Identifier
+    customer_id: Identifier
+    age: float = Field(ge=0, le=AGE_MAX, strict=True, allow_inf_nan=False)
+    annual_income: float = Field(ge=0, le=INCOME_MAX, strict=True, allow_inf_nan=False)
+    gender: Gender = Gender.UNKNOWN
+    signed_up_at: AwareDatetime
+    attributes: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    @field_validator("gender", mode="before")
+    @classmethod
+    def _normalise_gender(cls, value: Any) -> Gender:
+        return parse_gender(value)
+
+
+def assignment_event_id(source_event_id: str, model_version: str) -> str:
+    """Deterministic id of the assignment of one input event by one model version."""
+    return str(uuid.uuid5(_ASSIGNMENT_NAMESPACE, f"{source_event_id}\x1f{model_version}"))
+
+
+class SegmentAssignment(BaseModel):
+    """A customer tagged with a segment, published to `customer-segments` (key customer_id)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str = Field(description="uuid5 of source_event_id and model_version")
+    source_event_id: str
+    customer_id: str
+    segment_id: str = Field(description="stable slug, e.g. vip-luxury")
+    segment_name: str
+    action: str = Field(description="the segment's strategic action")
+    model_version: str
+    distance: float = Field(description="distance to the segment centroid in scaled units")
+    outlier: bool = Field(description="farther from the centroid than 99% of training customers")
+    scored_at: datetime
+    customer: dict[str, Any] | None = Field(
+        default=None, description="age, annual_income and gender, only when echoing is enabled"
+    )
+
+
+class DeadLetter(BaseModel):
+    """An input record that could not be scored, with where it came from and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: str | None = Field(
+        description="original value; base64 when not UTF-8; null for a tombstone"
+    )
+    value_encoding: Literal["utf-8", "base64", "none"]
+    key: str | None
+    key_encoding: Literal["utf-8", "base64", "none"]
+    error_class: str
+    error_reason: str = Field(description="short stable kind: not_json, schema, oversized, ...")
+    error_message: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_timestamp: datetime | None
+    consumer_group: str
+    failed_at: datetime

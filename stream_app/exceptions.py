@@ -1,0 +1,67 @@
+"""Why an input record was dead-lettered: one InvalidEventError subclass per failure kind."""
+
+from __future__ import annotations
+
+from schemas.errors import InvalidEventError, SegstreamError
+
+__all__ = [
+    "BrokerUnavailableError",
+    "KeyMismatchError",
+    "ModelNotReadyError",
+    "NotJsonError",
+    "NotObjectError",
+    "NotUtf8Error",
+    "OversizedEventError",
+    "SchemaViolationError",
+    "TombstoneError",
+]
+
+
+class TombstoneError(InvalidEventError):
+    """The record has a null value."""
+
+    reason = "tombstone"
+
+
+class OversizedEventError(InvalidEventError):
+    """The value is larger than the configured maximum."""
+
+    reason = "oversized"
+
+
+class NotUtf8Error(InvalidEventError, UnicodeError):
+    """The value's bytes are not UTF-8."""
+
+    reason = "not_utf8"
+
+
+class NotJsonError(InvalidEventError):
+    """The value is not a JSON document."""
+
+    reason = "not_json"
+
+
+class NotObjectError(InvalidEventError, TypeError):
+    """The value is JSON but not an object."""
+
+    reason = "not_object"
+
+
+class SchemaViolationError(InvalidEventError):
+    """The object misses fields, has wrong types or out-of-range values."""
+
+    reason = "schema"
+
+
+class KeyMismatchError(InvalidEventError):
+    """The record key is not the body's customer_id, so per-customer ordering cannot hold."""
+
+    reason = "key_mismatch"
+
+
+class ModelNotReadyError(SegstreamError, RuntimeError):
+    """No valid model is loaded yet."""
+
+
+class BrokerUnavailableError(SegstreamError, ConnectionError):
+    """Kafka cannot be reached or refused a request."""
