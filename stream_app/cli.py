@@ -45,9 +45,11 @@ def _friendly(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except SegstreamError:
+        except SegstreamError as exc:
+            typer.echo(f"segstream: error: {exc}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
+            typer.echo("segstream: interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -160,7 +162,7 @@ def train_command(
     model = fit_model(
         table, k, feature_list, load_catalogue(profiles), seed, name=name, version=version
     )
-    save_model(model, out)
+    directory = save_model(model, out)
     _print_model(model.manifest)
     bad = model.manifest.bad_rows
     if bad.excluded:
@@ -171,6 +173,7 @@ def train_command(
         console.print(
             f"excluded {bad.total_rows - bad.used_rows} of {bad.total_rows} rows: {details}"
         )
+    typer.echo(directory)
 
 
 def _print_model(manifest: Any) -> None:
@@ -191,8 +194,8 @@ def schemas_command(
     ),
 ) -> None:
     """Export the JSON Schemas of all contracts."""
-    for _path in export_json_schemas(out):
-        pass
+    for path in export_json_schemas(out):
+        typer.echo(path)
 
 
 @app.command("score")
@@ -342,9 +345,9 @@ def topics_create_command(
 
     settings = _settings()
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic]
-    asyncio.run(create_topics(settings, names, partitions or settings.topic_partitions))
-    for _name in names:
-        pass
+    created = asyncio.run(create_topics(settings, names, partitions or settings.topic_partitions))
+    for name in names:
+        typer.echo(f"{name}: {'created' if name in created else 'exists'}")
 
 
 def main() -> None:

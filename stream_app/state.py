@@ -18,7 +18,7 @@ class WorkerState:
     """Current scorer plus counters shown by the health endpoints."""
 
     scorer: Scorer | None = None
-    model_error: str | None = None
+    model_error: str | None = "no model loaded yet"
     model_ready: asyncio.Event = field(default_factory=asyncio.Event)
     consumed: int = 0
     assigned: int = 0

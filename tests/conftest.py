@@ -1,0 +1,211 @@
+"""Shared fixtures: a real Kafka broker for the session, fresh topics and workers per test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
+SEGSTREAM = Path(sys.executable).with_name("segstream")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A running local broker and the script that controls it."""
+
+    bootstrap: str
+    state_dir: Path
+
+    def control(self, command: str) -> str:
+        """Run `scripts/kafka-local COMMAND STATE_DIR`; fail the test when it fails."""
+        done = subprocess.run(
+            [str(KAFKA_LOCAL), command, str(self.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"kafka-local {command} failed ({done.returncode}): {done.stderr[-2000:]}")
+        return done.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real single-node Kafka broker for the whole session; the tests fail if it cannot start."""
+    state_dir = tmp_path_factory.mktemp("kafka")
+    broker = Broker(bootstrap="", state_dir=state_dir)
+    bootstrap = broker.control("start")
+    try:
+        yield Broker(bootstrap=bootstrap, state_dir=state_dir)
+    finally:
+        subprocess.run([str(KAFKA_LOCAL), "stop", str(state_dir)], check=False, timeout=60)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Topic names and a consumer group no other test uses."""
+
+    input_topic: str
+    output_topic: str
+    dlq_topic: str
+    model_topic: str
+    app_id: str
+
+
+@pytest.fixture
+def names() -> Names:
+    """Fresh topic names and consumer group for one test."""
+    uid = uuid.uuid4().hex[:10]
+    return Names(
+        input_topic=f"signups-{uid}",
+        output_topic=f"segments-{uid}",
+        dlq_topic=f"signups-{uid}.dlq",
+        model_topic=f"models-{uid}",
+        app_id=f"segstream-test-{uid}",
+    )
+
+
+def segstream_env(kafka: Broker, names: Names, **extra: str) -> dict[str, str]:
+    """Environment for a segstream process bound to this test's broker and topics."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSTREAM_")}
+    env.update(
+        SEGSTREAM_BOOTSTRAP_SERVERS=kafka.bootstrap,
+        SEGSTREAM_INPUT_TOPIC=names.input_topic,
+        SEGSTREAM_OUTPUT_TOPIC=names.output_topic,
+        SEGSTREAM_DLQ_TOPIC=names.dlq_topic,
+        SEGSTREAM_MODEL_TOPIC=names.model_topic,
+        SEGSTREAM_APP_ID=names.app_id,
+    )
+    env.update(extra)
+    return env
+
+
+def run_segstream(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `segstream` program and return what it did."""
+    return subprocess.run(
+        [str(SEGSTREAM), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class WorkerProcess:
+    """A `segstream worker` subprocess with its health port and log file."""
+
+    process: subprocess.Popen[bytes]
+    web_port: int
+    log_path: Path
+    _log_handle: object = field(repr=False, default=None)
+
+    def health(self, path: str = "/ready") -> httpx.Response:
+        """GET one of the worker's health endpoints."""
+        return httpx.get(f"http://127.0.0.1:{self.web_port}{path}", timeout=5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the worker's log, for failure messages."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, object]:
+        """Wait until /ready answers 200; fail with the log if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                response = self.health()
+                if response.status_code == 200:
+                    body: dict[str, object] = response.json()
+                    return body
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"worker not ready within {timeout} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM and wait; return the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if hasattr(self._log_handle, "close"):
+            self._log_handle.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def worker_factory(
+    kafka: Broker, names: Names, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `segstream worker` subprocesses for this test; all are stopped at its end."""
+    started: list[WorkerProcess] = []
+
+    def start(model_path: Path | None, **extra: str) -> WorkerProcess:
+        port = free_port()
+        index = len(started)
+        log_path = tmp_path / f"worker-{index}.log"
+        handle = log_path.open("wb")
+        env = segstream_env(
+            kafka,
+            names,
+            SEGSTREAM_WEB_PORT=str(port),
+            SEGSTREAM_DATA_DIR=str(tmp_path / f"worker-{index}-data"),
+            **({"SEGSTREAM_MODEL_PATH": str(model_path)} if model_path else {}),
+            **extra,
+        )
+        process = subprocess.Popen(
+            [str(SEGSTREAM), "worker"], env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+        worker = WorkerProcess(process, port, log_path, handle)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on 400 generated customers; the path of its directory."""
+    root = tmp_path_factory.mktemp("model")
+    customers = root / "customers.csv"
+    made = run_segstream(
+        ["generate", "customers", "--n", "400", "--seed", "1", "--out", str(customers)]
+    )
+    assert made.returncode == 0, made.stderr
+    trained = run_segstream(
+        ["train", "--data", str(customers), "--k", "4", "--out", str(root / "models")]
+    )
+    assert trained.returncode == 0, trained.stderr
+    return Path(trained.stdout.strip().splitlines()[-1])
