@@ -275,8 +275,18 @@ def worker_command() -> None:
     from faust import Worker
 
     from stream_app.app import create_app
+    from stream_app.kafka_io import create_topics
 
     settings = _settings()
+    # Faust never picks up a source topic that was missing when it subscribed, so make sure
+    # the topics exist first (partitions of existing topics are left as they are).
+    asyncio.run(
+        create_topics(
+            settings,
+            [settings.input_topic, settings.output_topic, settings.dlq_topic],
+            settings.topic_partitions,
+        )
+    )
     segmentation = create_app(settings)
     worker = Worker(segmentation.app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

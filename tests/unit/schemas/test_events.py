@@ -1,0 +1,102 @@
+"""CustomerSignup bounds and spellings, assignment ids, and the exported JSON Schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from schemas import CustomerSignup, Gender, assignment_event_id, export_json_schemas
+
+VALID = {
+    "event_id": "e-1",
+    "customer_id": "c-1",
+    "age": 41,
+    "annual_income": 104_000.0,
+    "gender": "Female",
+    "signed_up_at": "2026-03-01T10:00:00+00:00",
+}
+
+
+def _parse(**changes: object) -> CustomerSignup:
+    return CustomerSignup.model_validate_json(json.dumps({**VALID, **changes}))
+
+
+def test_a_valid_signup_parses_with_normalised_gender() -> None:
+    signup = _parse()
+    assert signup.age == 41.0
+    assert signup.annual_income == 104_000.0
+    assert signup.gender is Gender.FEMALE
+    assert signup.signed_up_at.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("spelling", "gender"),
+    [
+        ("F", Gender.FEMALE),
+        (" male ", Gender.MALE),
+        ("MAN", Gender.MALE),
+        ("Non-Binary", Gender.OTHER),
+        ("", Gender.UNKNOWN),
+        (None, Gender.UNKNOWN),
+        ("Prefer not to say", Gender.UNKNOWN),
+    ],
+)
+def test_gender_spellings_are_accepted_case_insensitively(
+    spelling: str | None, gender: Gender
+) -> None:
+    assert _parse(gender=spelling).gender is gender
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"age": -1}, "age"),
+        ({"age": 121}, "age"),
+        ({"age": "41"}, "age"),
+        ({"age": True}, "age"),
+        ({"annual_income": -0.01}, "annual_income"),
+        ({"annual_income": 1e9}, "annual_income"),
+        ({"annual_income": "100k"}, "annual_income"),
+        ({"gender": "walrus"}, "gender"),
+        ({"gender": 1}, "gender"),
+        ({"signed_up_at": "2026-03-01T10:00:00"}, "signed_up_at"),
+        ({"event_id": ""}, "event_id"),
+        ({"customer_id": "has space"}, "customer_id"),
+    ],
+)
+def test_out_of_bounds_or_mistyped_fields_are_rejected(
+    changes: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _parse(**changes)
+    assert caught.value.errors()[0]["loc"][0] == field
+
+
+def test_unknown_top_level_fields_are_ignored_and_attributes_kept() -> None:
+    signup = _parse(campaign="tv-spot", attributes={"channel": "web"})
+    assert signup.attributes == {"channel": "web"}
+    assert not hasattr(signup, "campaign")
+
+
+def test_assignment_ids_are_deterministic_per_event_and_model_version() -> None:
+    first = assignment_event_id("e-1", "v1")
+    assert first == assignment_event_id("e-1", "v1")
+    assert first != assignment_event_id("e-1", "v2")
+    assert first != assignment_event_id("e-2", "v1")
+
+
+def test_all_four_json_schemas_are_exported(tmp_path: Path) -> None:
+    written = export_json_schemas(tmp_path)
+    names = sorted(p.name for p in written)
+    assert names == [
+        "customer-signup.schema.json",
+        "dead-letter.schema.json",
+        "model-manifest.schema.json",
+        "segment-assignment.schema.json",
+    ]
+    signup_schema = json.loads((tmp_path / "customer-signup.schema.json").read_text())
+    assert signup_schema["properties"]["age"]["maximum"] == 120
+    assert set(signup_schema["required"]) >= {"event_id", "customer_id", "age", "annual_income"}

@@ -1,0 +1,106 @@
+"""A batch in, assignments and dead letters out: every record lands in exactly one place."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+from schemas import SegmentAssignment, assignment_event_id
+from stream_app.pipeline import SourceRecord, process_records
+from stream_app.scorer import Scorer
+from tests.unit.stream_app.test_scorer import _manifest
+from training.generate import generate_signups
+
+NOW = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def _scorer() -> Scorer:
+    return Scorer(_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]]))
+
+
+def test_each_record_is_assigned_or_dead_lettered_exactly_once() -> None:
+    values = list(generate_signups(500, seed=3, invalid_share=0.1))
+    records = [
+        SourceRecord(None, v, "signups", i % 4, i, 1_700_000_000.0) for i, v in enumerate(values)
+    ]
+    outcome = process_records(
+        records, _scorer(), consumer_group="g", max_event_bytes=65_536, now=NOW
+    )
+    assert len(outcome.assignments) == 450
+    assert len(outcome.dead_letters) == 50
+    assert sum(outcome.reason_counts.values()) == 50
+    assert sum(outcome.segment_counts.values()) == 450
+    sources = [json.loads(a.value)["source_event_id"] for a in outcome.assignments]
+    assert len(set(sources)) == 450
+    offsets = [json.loads(d.value)["source_offset"] for d in outcome.dead_letters]
+    assert len(set(offsets)) == 50
+
+
+def test_an_assignment_carries_segment_action_version_and_a_deterministic_id() -> None:
+    value = json.dumps(
+        {
+            "event_id": "e-9",
+            "customer_id": "c-9",
+            "age": 50,
+            "annual_income": 60_000,
+            "gender": "m",
+            "signed_up_at": "2026-01-01T00:00:00Z",
+        }
+    ).encode()
+    outcome = process_records(
+        [SourceRecord(b"c-9", value, "signups", 0, 7)],
+        _scorer(),
+        consumer_group="g",
+        max_event_bytes=65_536,
+        now=NOW,
+    )
+    (record,) = outcome.assignments
+    assert record.key == b"c-9"
+    assignment = SegmentAssignment.model_validate_json(record.value)
+    assert assignment.segment_id == "segment-1"
+    assert assignment.distance == 0.0
+    assert assignment.model_version == "toy"
+    assert assignment.event_id == assignment_event_id("e-9", "toy")
+    assert assignment.customer is None, "personal data is not echoed by default"
+
+    echoed = process_records(
+        [SourceRecord(b"c-9", value, "signups", 0, 7)],
+        _scorer(),
+        consumer_group="g",
+        max_event_bytes=65_536,
+        echo_customer=True,
+        now=NOW,
+    )
+    body = json.loads(echoed.assignments[0].value)
+    assert body["customer"] == {"age": 50.0, "annual_income": 60_000.0, "gender": "male"}
+
+
+def test_a_dead_letter_keeps_the_original_bytes_and_says_where_and_why() -> None:
+    raw = b"\xff\x00 broken"
+    outcome = process_records(
+        [SourceRecord(b"k", raw, "signups", 3, 42, 1_700_000_000.5)],
+        _scorer(),
+        consumer_group="grp",
+        max_event_bytes=65_536,
+        now=NOW,
+    )
+    (record,) = outcome.dead_letters
+    letter = json.loads(record.value)
+    assert letter["value_encoding"] == "base64"
+    assert base64.b64decode(letter["value"]) == raw
+    assert letter["key"] == "k"
+    assert letter["error_reason"] == "not_utf8"
+    assert letter["error_class"] == "stream_app.exceptions.NotUtf8Error"
+    assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == (
+        "signups",
+        3,
+        42,
+    )
+    assert letter["consumer_group"] == "grp"
+    headers = dict(record.headers)
+    assert headers["__connect.errors.topic"] == b"signups"
+    assert headers["__connect.errors.partition"] == b"3"
+    assert headers["__connect.errors.offset"] == b"42"
+    assert headers["__connect.errors.exception.class.name"] == b"stream_app.exceptions.NotUtf8Error"
+    assert headers["__connect.errors.consumer.group"] == b"grp"
