@@ -1,9 +1,13 @@
-"""Offline training: load customer tables, fit K-Means, name segments, save the model."""
+"""Offline training: load customer tables, fit K-Means, name segments, save the model.
 
-from training.data import CustomerTable, load_customers
-from training.fit import TrainedModel, fit_model, save_model
-from training.generate import generate_customers, generate_signups
-from training.naming import load_catalogue, name_segments
+Submodules are imported on first use so that `segstream tail` does not pay for pandas and
+scikit-learn.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __all__ = [
     "CustomerTable",
@@ -16,3 +20,21 @@ __all__ = [
     "name_segments",
     "save_model",
 ]
+
+_HOMES = {
+    "CustomerTable": "training.data",
+    "load_customers": "training.data",
+    "TrainedModel": "training.fit",
+    "fit_model": "training.fit",
+    "save_model": "training.fit",
+    "generate_customers": "training.generate",
+    "generate_signups": "training.generate",
+    "load_catalogue": "training.naming",
+    "name_segments": "training.naming",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'training' has no attribute {name!r}")
