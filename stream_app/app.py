@@ -71,6 +71,9 @@ def create_app(settings: Settings) -> SegmentationApp:
         datadir=str(settings.data_dir),
         producer_acks=-1,
         store="memory://",
+        # On shutdown, do not wait for buffered events: they are not committed, so the next
+        # owner of the partition scores them; waiting could block a stop indefinitely.
+        stream_wait_empty=False,
     )
     # Raw bytes in: decoding happens inside the agent so a bad record can never kill the
     # stream (a decode error raised by Faust itself inside take() can: robinhood/faust#586).

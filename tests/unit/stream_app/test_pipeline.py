@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from schemas import SegmentAssignment, assignment_event_id
 from stream_app.pipeline import SourceRecord, process_records
 from stream_app.scorer import Scorer
-from tests.unit.stream_app.test_scorer import _manifest
+from tests.unit.stream_app.toy import toy_manifest as _manifest
 from training.generate import generate_signups
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)

@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from schemas import BadRowSummary, ModelManifest, ScalerParams, SegmentProfile
+from schemas import ModelManifest
 from stream_app.scorer import Scorer
-
-
-def _manifest(mean: list[float], scale: list[float], centroids: list[list[float]]) -> ModelManifest:
-    segments = [
-        SegmentProfile(
-            id=f"segment-{i}",
-            name=f"Segment {i}",
-            description="toy",
-            action="none",
-            centroid={"age": c[0], "annual_income": c[1]},
-            size=1,
-            distance_quantiles={"p50": 0.5, "p90": 0.9, "p99": 1.0},
-        )
-        for i, c in enumerate(centroids)
-    ]
-    return ModelManifest(
-        version="toy",
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        features=["age", "annual_income"],
-        scaler=ScalerParams(mean=mean, scale=scale),
-        centroids=centroids,
-        segments=segments,
-        bad_rows=BadRowSummary(total_rows=1, used_rows=1),
-        training_data_fingerprint="sha256:toy",
-        random_state=0,
-    )
+from tests.unit.stream_app.toy import toy_manifest as _manifest
 
 
 @pytest.mark.parametrize(
