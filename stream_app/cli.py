@@ -90,6 +90,14 @@ def schemas_command(
         typer.echo(path)
 
 
+@app.command("settings")
+def settings_command() -> None:
+    """Print every SEGSTREAM_ setting with its default as a Markdown table."""
+    from stream_app.settings import settings_table
+
+    typer.echo(settings_table())
+
+
 @app.command("score")
 @_friendly
 def score_command(

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "settings_table"]
 
 
 class Settings(BaseSettings):
@@ -67,3 +67,13 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""
     return Settings()
+
+
+def settings_table() -> str:
+    """A Markdown table of every setting: variable, default and meaning (for the README)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(none)" if default is None else f"`{default}`"
+        rows.append(f"| `SEGSTREAM_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows)
