@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,18 +9,18 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas import SegstreamError
-from stream_app.model_store import load_manifest
-from stream_app.pipeline import OutgoingRecord, SourceRecord, process_records
+from stream_app.follower import ModelFollower
+from stream_app.metrics import WorkerMetrics
+from stream_app.pipeline import BatchOutcome, OutgoingRecord, SourceRecord, process_records
 from stream_app.settings import Settings
+from stream_app.shadow import compare
 from stream_app.state import WorkerState
 
 __all__ = ["SegmentationApp", "create_app"]
 
 log = logging.getLogger(__name__)
-
-_MODEL_RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -47,6 +46,15 @@ def _source_record(event: Any) -> SourceRecord:
         offset=message.offset,
         timestamp=message.timestamp,
     )
+
+
+def _count(metrics: WorkerMetrics, outcome: BatchOutcome) -> None:
+    metrics.events.labels("assigned").inc(len(outcome.assignments))
+    metrics.events.labels("dead_lettered").inc(len(outcome.dead_letters))
+    for segment_id, n in outcome.segment_counts.items():
+        metrics.segments.labels(segment_id).inc(n)
+    for reason, n in outcome.reason_counts.items():
+        metrics.dead_letters.labels(reason).inc(n)
 
 
 async def _send_all(topic: Any, records: Sequence[OutgoingRecord]) -> None:
@@ -80,16 +88,21 @@ def create_app(settings: Settings) -> SegmentationApp:
     input_topic = app.topic(settings.input_topic, key_type=bytes, value_type=bytes)
     output_topic = app.topic(settings.output_topic, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
+    model_topic = app.topic(settings.model_topic, key_type=bytes, value_type=bytes)
     state = WorkerState()
+    metrics = WorkerMetrics()
 
     async def score_signups(stream: Any) -> None:
         # No model, no consuming: nothing is committed, and nothing is guessed.
         await state.model_ready.wait()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             records = [_source_record(event) for event in events]
+            # One scorer (and candidate) per batch: a model switch lands between batches, and
+            # every assignment carries the version that scored it.
+            scorer, candidate = state.require_scorer(), state.candidate
             outcome = process_records(
                 records,
-                state.require_scorer(),
+                scorer,
                 consumer_group=settings.app_id,
                 max_event_bytes=settings.max_event_bytes,
                 echo_customer=settings.echo_customer,
@@ -101,28 +114,28 @@ def create_app(settings: Settings) -> SegmentationApp:
             state.dead_lettered += len(outcome.dead_letters)
             state.segments.update(outcome.segment_counts)
             state.dead_letter_reasons.update(outcome.reason_counts)
+            _count(metrics, outcome)
+            if candidate is not None:
+                compared, pairs = compare(records, scorer, candidate, settings.max_event_bytes)
+                if state.candidate is candidate:
+                    state.shadow_compared += compared
+                    state.shadow_pairs.update(pairs)
+                metrics.shadow_compared.inc(compared)
+                for pair, n in pairs.items():
+                    live_id, candidate_id = pair.split("->")
+                    metrics.shadow_disagreements.labels(live_id, candidate_id).inc(n)
 
     agent = app.agent(input_topic, name="score-signups")(score_signups)
 
+    async def _send_model_record(key: bytes, value: bytes) -> None:
+        await model_topic.send(key=key, value=value)
+
+    follower = ModelFollower(settings, state, metrics, _send_model_record)
+
     @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
-    async def load_model() -> None:
-        """Load the model from SEGSTREAM_MODEL_PATH, retrying until one is valid."""
-        if settings.model_path is None:
-            state.model_error = "no model configured (set SEGSTREAM_MODEL_PATH)"
-            log.error("segstream: %s", state.model_error)
-            return
-        while True:
-            try:
-                manifest = load_manifest(settings.model_path, settings.model_signing_key)
-            except SegstreamError as exc:
-                if state.model_error != str(exc):
-                    log.warning("segstream: model not loaded, retrying: %s", exc)
-                state.model_error = str(exc)
-                await asyncio.sleep(_MODEL_RETRY_SECONDS)
-                continue
-            state.use(manifest)
-            log.info("segstream: model %s %s is live", manifest.name, manifest.version)
-            return
+    async def follow_models() -> None:
+        """Load the live model from the model topic (or the file fallback) and keep following."""
+        await follower.run()
 
     @app.page("/health")
     class Health(View):
@@ -136,9 +149,17 @@ def create_app(settings: Settings) -> SegmentationApp:
         """Readiness: a valid model is loaded and the consumer is running."""
 
         async def get(self, request: Request) -> Response:
-            ready = state.scorer is not None and app.consumer.started
+            ready = state.scorer is not None and bool(app.consumer.started)
             body = {"ready": ready, **state.snapshot()}
             return self.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        """Prometheus metrics."""
+
+        async def get(self, request: Request) -> Response:
+            body = generate_latest(metrics.registry)
+            return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return SegmentationApp(
         app=app,

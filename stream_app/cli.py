@@ -14,6 +14,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from schemas import DataError, SegstreamError, export_json_schemas
 from training import cli as training_cli
@@ -243,6 +244,88 @@ def tail_command(
             sys.stdout.flush()
 
     asyncio.run(run())
+
+
+@app.command("publish")
+@_friendly
+def publish_command(
+    model_dir: Annotated[
+        Path | None, typer.Argument(help="model directory or manifest.json (not with --rollback)")
+    ] = None,
+    shadow: Annotated[
+        bool, typer.Option(help="publish as the shadow candidate instead of live")
+    ] = False,
+    rollback: Annotated[
+        bool, typer.Option(help="make the previously live version live again")
+    ] = False,
+    name: Annotated[str | None, typer.Option(help="model name (default: the setting)")] = None,
+) -> None:
+    """Publish a model's manifest to the compacted model topic; every worker follows it."""
+    from stream_app.model_registry import publish_manifest
+    from stream_app.model_registry import rollback as rollback_model
+    from stream_app.model_store import load_manifest
+
+    settings = _settings()
+    if rollback == (model_dir is not None):
+        raise DataError("give either MODEL_DIR or --rollback")
+    if rollback:
+        registry = asyncio.run(rollback_model(settings, name or settings.model_name))
+    else:
+        assert model_dir is not None
+        # The manifest is checked as a worker would check it, but the key only signs here.
+        manifest = load_manifest(model_dir)
+        registry = asyncio.run(publish_manifest(settings, manifest, shadow=shadow))
+    live = registry.live.version if registry.live else "none"
+    candidate = registry.candidate.version if registry.candidate else "none"
+    signed = "signed" if settings.model_signing_key else "unsigned"
+    typer.echo(f"{registry.name}: live {live}, candidate {candidate} ({signed})")
+
+
+@app.command("promote")
+@_friendly
+def promote_command(
+    version: Annotated[str, typer.Argument(help="a published version, normally the candidate")],
+    name: Annotated[str | None, typer.Option(help="model name (default: the setting)")] = None,
+) -> None:
+    """Make a published version (normally the shadow candidate) the live model."""
+    from stream_app.model_registry import promote
+
+    settings = _settings()
+    registry = asyncio.run(promote(settings, name or settings.model_name, version))
+    typer.echo(f"{registry.name}: live {version}")
+
+
+@app.command("models")
+@_friendly
+def models_command(
+    name: Annotated[str | None, typer.Option(help="model name (default: the setting)")] = None,
+) -> None:
+    """List the versions seen on the model topic, which is live, and the shadow comparison."""
+    from stream_app.model_registry import read_registry
+
+    settings = _settings()
+    registry = asyncio.run(read_registry(settings, name or settings.model_name))
+    live = registry.live.version if registry.live else None
+    candidate = registry.candidate.version if registry.candidate else None
+    table = Table(title=f"model {registry.name} on {settings.model_topic}")
+    for column in ("version", "created", "segments", "role"):
+        table.add_column(column)
+    for version, manifest in sorted(registry.archive.items(), key=lambda v: v[1].created_at):
+        role = "live" if version == live else "candidate" if version == candidate else ""
+        segments = ", ".join(s.id for s in manifest.segments)
+        table.add_row(version, manifest.created_at.isoformat(), segments, role)
+    Console().print(table)
+    typer.echo(f"live: {live or 'none'}")
+    typer.echo(f"candidate: {candidate or 'none'}")
+    if candidate:
+        compared, pairs = registry.shadow_totals()
+        differ = sum(pairs.values())
+        share = f" ({differ / compared:.1%})" if compared else ""
+        typer.echo(f"shadow: {compared} events compared, {differ} in another segment{share}")
+        for pair, count in pairs.most_common():
+            typer.echo(f"  {pair}: {count}")
+    for reason in registry.refused:
+        typer.echo(f"refused: {reason}")
 
 
 @topics_app.command("create")

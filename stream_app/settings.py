@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     model_topic: str = Field(
         default="segmentation-models", description="compacted topic of published manifests"
     )
+    model_name: str = Field(
+        default="customer-segments", description="model name followed on the model topic"
+    )
     topic_partitions: int = Field(default=4, ge=1, description="partitions of created topics")
     model_path: Path | None = Field(
         default=None,

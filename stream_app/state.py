@@ -1,4 +1,4 @@
-"""The worker's live state: the model it scores with and what it has done so far."""
+"""The worker's live state: the models it scores with and what it has done so far."""
 
 from __future__ import annotations
 
@@ -15,22 +15,49 @@ __all__ = ["WorkerState"]
 
 @dataclass
 class WorkerState:
-    """Current scorer plus counters shown by the health endpoints."""
+    """Live and candidate scorers plus the counters the health endpoints show."""
 
     scorer: Scorer | None = None
+    candidate: Scorer | None = None
+    model_source: str | None = None
     model_error: str | None = "no model loaded yet"
     model_ready: asyncio.Event = field(default_factory=asyncio.Event)
     consumed: int = 0
     assigned: int = 0
     dead_lettered: int = 0
+    models_refused: int = 0
+    last_refusal: str | None = None
     segments: Counter[str] = field(default_factory=Counter)
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
+    shadow_compared: int = 0
+    shadow_pairs: Counter[str] = field(default_factory=Counter)
 
-    def use(self, manifest: ModelManifest) -> None:
-        """Make manifest the live model."""
+    def use(self, manifest: ModelManifest, source: str = "file") -> bool:
+        """Make manifest the live model; False when that version is already live."""
+        if self.scorer is not None and self.scorer.manifest == manifest:
+            return False
         self.scorer = Scorer(manifest)
+        self.model_source = source
         self.model_error = None
+        if self.candidate is not None and self.candidate.manifest.version == manifest.version:
+            self.use_candidate(None)
         self.model_ready.set()
+        return True
+
+    def use_candidate(self, manifest: ModelManifest | None) -> bool:
+        """Set or clear the shadow candidate; its comparison figures start again from zero."""
+        current = self.candidate.manifest if self.candidate else None
+        if current == manifest:
+            return False
+        self.candidate = Scorer(manifest) if manifest is not None else None
+        self.shadow_compared = 0
+        self.shadow_pairs = Counter()
+        return True
+
+    def refuse(self, reason: str) -> None:
+        """Count a manifest that was refused, keeping the model that is live."""
+        self.models_refused += 1
+        self.last_refusal = reason
 
     def require_scorer(self) -> Scorer:
         """The live scorer; raises when no valid model is loaded."""
@@ -38,15 +65,33 @@ class WorkerState:
             raise ModelNotReadyError(self.model_error or "no model loaded yet")
         return self.scorer
 
+    def shadow_figures(self) -> dict[str, object] | None:
+        """The candidate's comparison with the live model so far, or None without one."""
+        if self.candidate is None:
+            return None
+        return {
+            "candidate": self.candidate.manifest.version,
+            "live": self.scorer.manifest.version if self.scorer else None,
+            "compared": self.shadow_compared,
+            "pairs": dict(self.shadow_pairs),
+        }
+
     def snapshot(self) -> dict[str, object]:
         """Counters and model facts as plain JSON-able values."""
         manifest = self.scorer.manifest if self.scorer else None
         return {
-            "model": ({"name": manifest.name, "version": manifest.version} if manifest else None),
+            "model": (
+                {"name": manifest.name, "version": manifest.version, "source": self.model_source}
+                if manifest
+                else None
+            ),
             "model_error": self.model_error,
+            "models_refused": self.models_refused,
+            "last_refusal": self.last_refusal,
             "consumed": self.consumed,
             "assigned": self.assigned,
             "dead_lettered": self.dead_lettered,
             "segments": dict(self.segments),
             "dead_letter_reasons": dict(self.dead_letter_reasons),
+            "shadow": self.shadow_figures(),
         }

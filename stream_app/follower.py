@@ -1,0 +1,155 @@
+"""Keep a worker's models in step with the model topic, falling back to a manifest file.
+
+Each worker reads the compacted topic with its own group-less consumer assigned to the whole
+topic from the beginning. Faust's GlobalTable would be the obvious tool, but it has open bugs
+with several worker instances (faust-streaming#283) and its docstring warns of recovery loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import SegstreamError
+from stream_app.kafka_io import started
+from stream_app.metrics import WorkerMetrics
+from stream_app.model_registry import ModelRegistry, apply_record, ensure_model_topic, shadow_key
+from stream_app.model_store import load_manifest
+from stream_app.settings import Settings
+from stream_app.state import WorkerState
+
+__all__ = ["ModelFollower"]
+
+log = logging.getLogger(__name__)
+
+_POLL_MS = 250
+_FILE_RETRY_SECONDS = 2.0
+_SHADOW_REPORT_SECONDS = 1.0
+_RESTART_SECONDS = 2.0
+
+SendRecord = Callable[[bytes, bytes], Awaitable[None]]
+
+
+class ModelFollower:
+    """Applies what the model topic says to a WorkerState, for as long as the worker runs."""
+
+    def __init__(
+        self, settings: Settings, state: WorkerState, metrics: WorkerMetrics, send: SendRecord
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.metrics = metrics
+        self.send = send
+        self.worker_name = f"{socket.gethostname()}-{os.getpid()}-{settings.web_port}"
+        self._registry = ModelRegistry(name=settings.model_name)
+        self._refusals_seen = 0
+        self._next_file_try = 0.0
+        self._last_shadow_report: str | None = None
+        self._last_shadow_time = 0.0
+
+    async def run(self) -> None:
+        """Follow the topic forever; a broken connection is retried, never fatal."""
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any follower error
+                log.warning("segstream: model follower restarting after: %r", exc)
+                await asyncio.sleep(_RESTART_SECONDS)
+
+    async def _follow(self) -> None:
+        settings = self.settings
+        await ensure_model_topic(settings)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
+        )
+        async with started(consumer, settings.bootstrap_servers):
+            partition = TopicPartition(settings.model_topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            self._registry = ModelRegistry(name=settings.model_name)
+            self._refusals_seen = 0
+            end = (await consumer.end_offsets([partition]))[partition]
+            caught_up = False
+            while True:
+                batches = await consumer.getmany(partition, timeout_ms=_POLL_MS)
+                for messages in batches.values():
+                    for message in messages:
+                        apply_record(
+                            self._registry, message.key, message.value, settings.model_signing_key
+                        )
+                self._count_refusals()
+                # Apply only once the topic's past is read, so a worker never goes live with
+                # a version that a later record on the topic already replaced.
+                caught_up = caught_up or await consumer.position(partition) >= end
+                if caught_up:
+                    self._sync()
+                    await self._report_shadow()
+
+    def _count_refusals(self) -> None:
+        for reason in self._registry.refused[self._refusals_seen :]:
+            log.error("segstream: refused a model manifest: %s", reason)
+            self.state.refuse(reason)
+            self.metrics.models_refused.inc()
+        self._refusals_seen = len(self._registry.refused)
+
+    def _sync(self) -> None:
+        registry = self._registry
+        if registry.live is not None and self.state.use(registry.live, source="topic"):
+            self._announce("live", registry.live.version)
+        if registry.live is None and self.state.scorer is None:
+            self._load_file()
+        candidate = registry.candidate
+        live = self.state.scorer
+        if candidate is not None and live is not None and candidate == live.manifest:
+            candidate = None
+        if self.state.use_candidate(candidate):
+            self._announce("candidate", candidate.version if candidate else "none")
+
+    def _announce(self, role: str, version: str) -> None:
+        log.info("segstream: model %s %s is now %s", self.settings.model_name, version, role)
+        if role == "live":
+            self.metrics.model.info({"version": version, "name": self.settings.model_name})
+            self.metrics.ready.set(1)
+
+    def _load_file(self) -> None:
+        path = self.settings.model_path
+        if path is None:
+            self.state.model_error = (
+                f"no model on {self.settings.model_topic} and SEGSTREAM_MODEL_PATH is not set"
+            )
+            return
+        if time.monotonic() < self._next_file_try:
+            return
+        self._next_file_try = time.monotonic() + _FILE_RETRY_SECONDS
+        try:
+            manifest = load_manifest(path, self.settings.model_signing_key)
+        except SegstreamError as exc:
+            if self.state.model_error != str(exc):
+                log.warning("segstream: model not loaded, retrying: %s", exc)
+            self.state.model_error = str(exc)
+            return
+        if self.state.use(manifest, source=f"file {path}"):
+            self._announce("live", manifest.version)
+
+    async def _report_shadow(self) -> None:
+        figures = self.state.shadow_figures()
+        if figures is None:
+            return
+        body = json.dumps({**figures, "worker": self.worker_name}, sort_keys=True)
+        now = time.monotonic()
+        if (
+            body == self._last_shadow_report
+            or now - self._last_shadow_time < _SHADOW_REPORT_SECONDS
+        ):
+            return
+        await self.send(shadow_key(self.settings.model_name, self.worker_name), body.encode())
+        self._last_shadow_report, self._last_shadow_time = body, now
