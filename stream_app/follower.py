@@ -69,7 +69,7 @@ class ModelFollower:
         settings = self.settings
         await ensure_model_topic(settings)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
+            **settings.kafka_client_options(), group_id=None, enable_auto_commit=False
         )
         async with started(consumer, settings.bootstrap_servers):
             partition = TopicPartition(settings.model_topic, 0)

@@ -40,7 +40,7 @@ async def started(client: Any, bootstrap_servers: str) -> AsyncIterator[Any]:
 
 async def create_topics(settings: Settings, names: list[str], partitions: int) -> list[str]:
     """Create the named topics if missing; return the ones created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     async with started(admin, settings.bootstrap_servers):
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
@@ -97,7 +97,7 @@ async def replay(
 ) -> int:
     """Produce values to topic, keyed by customer_id, at most `rate` per second."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_options(),
         acks="all",
         linger_ms=5,
         enable_idempotence=True,
@@ -133,7 +133,7 @@ async def consume(
     # No group: aiokafka then assigns every partition of the topic to this consumer.
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_client_options(),
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,

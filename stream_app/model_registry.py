@@ -86,7 +86,7 @@ class ModelRegistry:
 
 async def ensure_model_topic(settings: Settings) -> None:
     """Create the compacted model topic (one partition keeps records in order) if missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     async with started(admin, settings.bootstrap_servers):
         if settings.model_topic in await admin.list_topics():
             return
@@ -103,7 +103,7 @@ async def read_registry(settings: Settings, name: str) -> ModelRegistry:
     await ensure_model_topic(settings)
     registry = ModelRegistry(name=name)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False, group_id=None
+        **settings.kafka_client_options(), enable_auto_commit=False, group_id=None
     )
     async with started(consumer, settings.bootstrap_servers):
         from aiokafka import TopicPartition
@@ -148,7 +148,7 @@ def apply_record(
 
 async def _send(settings: Settings, records: list[tuple[bytes, bytes | None]]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
+        **settings.kafka_client_options(), acks="all", enable_idempotence=True
     )
     async with started(producer, settings.bootstrap_servers):
         for key, value in records:

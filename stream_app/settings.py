@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     def batch_window(self) -> float:
         """Batch window in seconds, as Faust takes it."""
         return self.batch_window_ms / 1000.0
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection options shared by every aiokafka client segstream creates."""
+        return {"bootstrap_servers": self.bootstrap_servers}
 
     @property
     def broker_url(self) -> str:
