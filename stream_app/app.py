@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -17,10 +20,13 @@ from stream_app.pipeline import BatchOutcome, OutgoingRecord, SourceRecord, proc
 from stream_app.settings import Settings
 from stream_app.shadow import compare
 from stream_app.state import WorkerState
+from stream_app.transactions import PartitionTransactions
 
 __all__ = ["SegmentationApp", "create_app"]
 
 log = logging.getLogger(__name__)
+
+_RETRY_SECONDS = 1.0
 
 
 @dataclass
@@ -48,7 +54,14 @@ def _source_record(event: Any) -> SourceRecord:
     )
 
 
-def _count(metrics: WorkerMetrics, outcome: BatchOutcome) -> None:
+def _record(
+    state: WorkerState, metrics: WorkerMetrics, consumed: int, outcome: BatchOutcome
+) -> None:
+    state.consumed += consumed
+    state.assigned += len(outcome.assignments)
+    state.dead_lettered += len(outcome.dead_letters)
+    state.segments.update(outcome.segment_counts)
+    state.dead_letter_reasons.update(outcome.reason_counts)
     metrics.events.labels("assigned").inc(len(outcome.assignments))
     metrics.events.labels("dead_lettered").inc(len(outcome.dead_letters))
     for segment_id, n in outcome.segment_counts.items():
@@ -82,6 +95,9 @@ def create_app(settings: Settings) -> SegmentationApp:
         # On shutdown, do not wait for buffered events: they are not committed, so the next
         # owner of the partition scores them; waiting could block a stop indefinitely.
         stream_wait_empty=False,
+        # A killed worker's partitions move on after this long, not Faust's default minute.
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.session_timeout_ms / 1000 / 5,
     )
     # Raw bytes in: decoding happens inside the agent so a bad record can never kill the
     # stream (a decode error raised by Faust itself inside take() can: robinhood/faust#586).
@@ -92,30 +108,60 @@ def create_app(settings: Settings) -> SegmentationApp:
     state = WorkerState()
     metrics = WorkerMetrics()
 
+    transactions = PartitionTransactions(settings)
+    exactly_once = settings.processing_guarantee == "exactly_once"
+
+    async def deliver(
+        tp: TopicPartition, records: list[SourceRecord], outcome: BatchOutcome
+    ) -> bool:
+        """Send one partition's results; False when the partition was taken away meanwhile."""
+        if not exactly_once:
+            await _send_all(output_topic, outcome.assignments)
+            await _send_all(dlq_topic, outcome.dead_letters)
+            return True
+        outgoing = [(settings.output_topic, r) for r in outcome.assignments] + [
+            (settings.dlq_topic, r) for r in outcome.dead_letters
+        ]
+        next_offset = max(r.offset for r in records) + 1
+        while True:
+            # Until the transaction commits, nothing of this batch is visible or acknowledged,
+            # so a retry after a broker outage can neither lose nor duplicate anything.
+            try:
+                return await transactions.commit(tp, outgoing, next_offset)
+            except KafkaError as exc:
+                log.warning("segstream: transaction for %s failed, retrying: %r", tp, exc)
+                await asyncio.sleep(_RETRY_SECONDS)
+
     async def score_signups(stream: Any) -> None:
         # No model, no consuming: nothing is committed, and nothing is guessed.
         await state.model_ready.wait()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            records = [_source_record(event) for event in events]
+            by_partition: dict[TopicPartition, list[SourceRecord]] = {}
+            for event in events:
+                record = _source_record(event)
+                tp = TopicPartition(record.topic, record.partition)
+                by_partition.setdefault(tp, []).append(record)
             # One scorer (and candidate) per batch: a model switch lands between batches, and
             # every assignment carries the version that scored it.
             scorer, candidate = state.require_scorer(), state.candidate
-            outcome = process_records(
-                records,
-                scorer,
-                consumer_group=settings.app_id,
-                max_event_bytes=settings.max_event_bytes,
-                echo_customer=settings.echo_customer,
+            outcomes = {
+                tp: process_records(
+                    records,
+                    scorer,
+                    consumer_group=settings.app_id,
+                    max_event_bytes=settings.max_event_bytes,
+                    echo_customer=settings.echo_customer,
+                )
+                for tp, records in by_partition.items()
+            }
+            delivered = await asyncio.gather(
+                *(deliver(tp, by_partition[tp], outcome) for tp, outcome in outcomes.items())
             )
-            await _send_all(output_topic, outcome.assignments)
-            await _send_all(dlq_topic, outcome.dead_letters)
-            state.consumed += len(records)
-            state.assigned += len(outcome.assignments)
-            state.dead_lettered += len(outcome.dead_letters)
-            state.segments.update(outcome.segment_counts)
-            state.dead_letter_reasons.update(outcome.reason_counts)
-            _count(metrics, outcome)
+            for (tp, outcome), done in zip(outcomes.items(), delivered, strict=True):
+                if done:
+                    _record(state, metrics, len(by_partition[tp]), outcome)
             if candidate is not None:
+                records = [r for rs in by_partition.values() for r in rs]
                 compared, pairs = compare(records, scorer, candidate, settings.max_event_bytes)
                 if state.candidate is candidate:
                     state.shadow_compared += compared
@@ -124,6 +170,19 @@ def create_app(settings: Settings) -> SegmentationApp:
                 for pair, n in pairs.items():
                     live_id, candidate_id = pair.split("->")
                     metrics.shadow_disagreements.labels(live_id, candidate_id).inc(n)
+
+    # faust types signal receivers more narrowly than it calls them (sender, payload, signal=).
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        await transactions.revoke(TopicPartition(tp.topic, tp.partition) for tp in revoked)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        transactions.assigned(TopicPartition(tp.topic, tp.partition) for tp in assigned)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def on_shutdown(sender: Any, **_: Any) -> None:
+        await transactions.close()
 
     agent = app.agent(input_topic, name="score-signups")(score_signups)
 

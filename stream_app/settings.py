@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         default=None,
         description="manifest.json, a model directory, or a models root (its LATEST is used)",
     )
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        default="exactly_once",
+        description="exactly_once: results and offsets commit in one transaction per partition",
+    )
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1000, description="consumer group session timeout"
+    )
     batch_size: int = Field(default=500, ge=1, description="most events scored in one batch")
     batch_window_ms: int = Field(
         default=20, ge=1, description="longest wait to fill a batch, in milliseconds"

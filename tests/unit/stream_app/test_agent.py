@@ -39,7 +39,9 @@ async def _wait_for(predicate: Callable[[], bool]) -> None:
 
 def test_agent_sends_assignments_and_dead_letters_and_keeps_going() -> None:
     async def scenario() -> None:
-        segmentation = create_app(Settings(app_id="agent-test", batch_window_ms=5))
+        segmentation = create_app(
+            Settings(app_id="agent-test", batch_window_ms=5, processing_guarantee="at_least_once")
+        )
         segmentation.state.use(
             toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])
         )
@@ -68,7 +70,9 @@ def test_agent_sends_assignments_and_dead_letters_and_keeps_going() -> None:
 
 def test_agent_consumes_nothing_until_a_model_is_loaded() -> None:
     async def scenario() -> None:
-        segmentation = create_app(Settings(app_id="agent-test-2", batch_window_ms=5))
+        segmentation = create_app(
+            Settings(app_id="agent-test-2", batch_window_ms=5, processing_guarantee="at_least_once")
+        )
         segmentation.output_topic.send = AsyncMock()
         async with segmentation.agent.test_context() as agent:
             # wait=False: the agent must not process it yet, so nothing would ever return.
