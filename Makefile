@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck compose-check unit integration bench kafka-start kafka-stop clean
+.PHONY: install demo test test-reliability lint typecheck compose-check unit integration bench kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ unit: install
 
 integration: install
 	$(BIN)/pytest tests/integration
+
+# Faults on private brokers (also part of `make test`); prints the figures after each fault.
+test-reliability: install
+	$(BIN)/pytest tests/reliability
+
+# Not part of `make test`: about 12 minutes on 2 cores, on a broker of its own that it starts
+# and stops. `make bench BENCH_ARGS=--quick` is a one-minute smoke run; see bench/README.md.
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 kafka-start:
 	scripts/kafka-local start

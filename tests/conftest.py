@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -12,9 +14,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
@@ -209,3 +213,79 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert trained.returncode == 0, trained.stderr
     return Path(trained.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """One record read back from a topic."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+    timestamp: float  # seconds
+    headers: tuple[tuple[str, bytes], ...]
+
+    def json(self) -> Any:
+        """The value parsed as JSON."""
+        assert self.value is not None
+        return json.loads(self.value)
+
+
+def read_topic(bootstrap: str, topic: str) -> list[TopicRecord]:
+    """Every committed record of topic, read to its current end (read_committed)."""
+
+    async def read() -> list[TopicRecord]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed"
+        )
+        await consumer.start()
+        try:
+            partitions: set[int] | None = None
+            for _ in range(100):
+                partitions = consumer.partitions_for_topic(topic)
+                if partitions:
+                    break
+                # aiokafka has no public call that refreshes metadata for an assigned consumer.
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.1)
+            assert partitions, f"topic {topic} does not exist"
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            records: list[TopicRecord] = []
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for messages in batches.values():
+                    records += [
+                        TopicRecord(
+                            m.key,
+                            m.value,
+                            m.partition,
+                            m.offset,
+                            m.timestamp / 1000,
+                            tuple(m.headers or ()),
+                        )
+                        for m in messages
+                    ]
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def wait_for_records(
+    bootstrap: str, topic: str, expected: int, timeout: float = 120
+) -> list[TopicRecord]:
+    """Read topic until it holds at least expected records (then once more, for duplicates)."""
+    deadline = time.monotonic() + timeout
+    records: list[TopicRecord] = []
+    while time.monotonic() < deadline:
+        records = read_topic(bootstrap, topic)
+        if len(records) >= expected:
+            time.sleep(2)  # anything that would duplicate arrives now or never
+            return read_topic(bootstrap, topic)
+        time.sleep(1)
+    return records

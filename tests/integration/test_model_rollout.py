@@ -11,56 +11,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from tests.conftest import Broker, Names, WorkerProcess, run_segstream, segstream_env
+from tests.conftest import (
+    Broker,
+    Names,
+    WorkerProcess,
+    run_segstream,
+    segstream_env,
+    wait_for_records,
+)
 from training.generate import generate_signups
 
 pytestmark = pytest.mark.integration
 
 KEY = "rollout-test-key"
 N_EVENTS = 20_000
-
-
-def _consume_all(bootstrap: str, topic: str) -> list[tuple[dict[str, object], float]]:
-    """Every record of topic with its timestamp in seconds, read to the current end."""
-
-    async def read() -> list[tuple[dict[str, object], float]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        await consumer.start()
-        try:
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []
-            ]
-            if not partitions:
-                await consumer.topics()
-                partitions = [
-                    TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))
-                ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            records = []
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for messages in batch.values():
-                    records += [(json.loads(m.value), m.timestamp / 1000) for m in messages]
-            return records
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(50):
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return set(found)
-        # aiokafka has no public call that refreshes metadata for an assigned consumer.
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"topic {topic} has no partitions")
 
 
 def _write_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
@@ -153,7 +119,10 @@ def test_publish_swap_refuse_shadow_and_rollback_with_two_workers(
     switch_seconds = _wait_for_version(workers, "v2", timeout=5)
     replay.join(timeout=120)
 
-    assignments = _wait_for_count(kafka.bootstrap, names.output_topic, N_EVENTS)
+    assignments = [
+        (r.json(), r.timestamp)
+        for r in wait_for_records(kafka.bootstrap, names.output_topic, N_EVENTS)
+    ]
     by_source = Counter(str(a["source_event_id"]) for a, _ in assignments)
     assert len(by_source) == N_EVENTS, "an event was lost"
     assert max(by_source.values()) == 1, "an event was scored twice"
@@ -236,17 +205,3 @@ def test_publish_swap_refuse_shadow_and_rollback_with_two_workers(
     listed = run_segstream(["models"], env=env)
     assert "live: v1" in listed.stdout
     print(f"v1 -> v2 live on both workers after {switch_seconds:.2f} s")
-
-
-def _wait_for_count(
-    bootstrap: str, topic: str, expected: int
-) -> list[tuple[dict[str, object], float]]:
-    deadline = time.monotonic() + 60
-    records: list[tuple[dict[str, object], float]] = []
-    while time.monotonic() < deadline:
-        records = _consume_all(bootstrap, topic)
-        if len(records) >= expected:
-            time.sleep(1)  # let any duplicate arrive before counting
-            return _consume_all(bootstrap, topic)
-        time.sleep(1)
-    return records
