@@ -1,0 +1,57 @@
+"""Bench-only variants of `segstream worker`, to see where Faust's per-event time goes.
+
+`python -m bench.variants` runs exactly `segstream worker` after patching stream_app.app in
+this process only; BENCH_VARIANT names the patches (comma-separated):
+
+- faust-passthrough: every input record is sent on unchanged, with no decoding or scoring,
+  through the worker's own Faust agent and send path: the floor of the Faust app itself.
+- producer-send: assignments go straight to Faust's producer (`app.producer.send`), skipping
+  the per-record Topic.send / FutureMessage path. Offsets are still committed only after
+  Faust's commit has flushed that producer, so delivery stays at-least-once.
+
+Producer settings need no patch: Faust reads PRODUCER_LINGER, PRODUCER_MAX_BATCH_SIZE and
+friends from the environment, which the harness sets with --worker-env.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import stream_app.app as app_module
+from stream_app.pipeline import BatchOutcome, OutgoingRecord, SourceRecord
+
+
+def _passthrough(records: Sequence[SourceRecord], *_args: Any, **_kwargs: Any) -> BatchOutcome:
+    return BatchOutcome(
+        assignments=[OutgoingRecord(key=r.key, value=r.value or b"") for r in records]
+    )
+
+
+async def _producer_send(topic: Any, records: Sequence[OutgoingRecord]) -> None:
+    producer = topic.app.producer
+    name = topic.get_topic_name()
+    for record in records:
+        await producer.send(name, record.key, record.value, None, None, record.headers)
+
+
+def main() -> None:
+    """Apply the variants named in BENCH_VARIANT, then run `segstream worker`."""
+    variants = {v for v in os.environ.get("BENCH_VARIANT", "").split(",") if v}
+    unknown = variants - {"faust-passthrough", "producer-send"}
+    if unknown:
+        raise SystemExit(f"unknown variants: {sorted(unknown)}")
+    if "faust-passthrough" in variants:
+        app_module.process_records = _passthrough  # type: ignore[assignment]
+    if "producer-send" in variants:
+        app_module._send_all = _producer_send
+    from stream_app.cli import main as segstream_main
+
+    sys.argv = ["segstream", "worker"]
+    segstream_main()
+
+
+if __name__ == "__main__":
+    main()
