@@ -322,17 +322,34 @@ class Bench:
         raise RuntimeError(f"group {group} never settled with {instances} members: {view}")
 
     async def _wait_for_outputs(
-        self, topic: str, expected: int, processes: Sequence[_Process], limit_s: float
+        self,
+        topic: str,
+        expected: int,
+        processes: Sequence[_Process],
+        limit_s: float,
+        settle: bool = True,
     ) -> int:
+        """Wait until the topic's end offsets reach `expected`, then (with settle) stop growing.
+
+        A transactional producer's commit markers take offsets too, so with exactly-once
+        output `expected` offsets can be reached before the last records are; once the
+        end offsets stop moving for a second, the program has written all it will.
+        """
         deadline = time.monotonic() + limit_s
         count = 0
+        settled_at: float | None = None
         while time.monotonic() < deadline:
             for process in processes:
                 process.check_alive()
-            count = await end_offsets_total(self.bootstrap, topic, PARTITIONS)
+            previous, count = count, await end_offsets_total(self.bootstrap, topic, PARTITIONS)
             if count >= expected:
-                return count
-            await asyncio.sleep(0.5)
+                if not settle:
+                    return count
+                if count != previous:
+                    settled_at = time.monotonic()
+                elif settled_at is not None and time.monotonic() - settled_at >= 1.0:
+                    return count
+            await asyncio.sleep(0.25)
         raise RuntimeError(f"only {count} of {expected} outputs on {topic} after {limit_s:.0f} s")
 
     @staticmethod
@@ -378,7 +395,9 @@ class Bench:
             opened_ms = time.time() * 1000
             self._publish_model(gate)
             # A slow program gets time enough; a broken one fails on its exit, not here.
-            await self._wait_for_outputs(output_topic, expected, processes, limit_s=1800)
+            await self._wait_for_outputs(
+                output_topic, expected, processes, limit_s=1800, settle=limit is None
+            )
             cpu = sum(p.cpu_seconds() for p in processes) - sum(cpu_before)
             other_cores = contention.other_cores()
             view_after = await describe_group(self.bootstrap, group, self.input_topic)

@@ -7,7 +7,10 @@ this process only; BENCH_VARIANT names the patches (comma-separated):
   through the worker's own Faust agent and send path: the floor of the Faust app itself.
 - producer-send: assignments go straight to Faust's producer (`app.producer.send`), skipping
   the per-record Topic.send / FutureMessage path. Offsets are still committed only after
-  Faust's commit has flushed that producer, so delivery stays at-least-once.
+  Faust's commit has flushed that producer, so delivery stays at-least-once. (Only used with
+  SEGSTREAM_PROCESSING_GUARANTEE=at_least_once; exactly-once sends through transactions.)
+- txn-no-linger: the per-partition transactional producers (exactly-once) get linger_ms=0.
+  Each transaction awaits its own sends right away, so a linger only delays the batch.
 
 Producer settings need no patch: Faust reads PRODUCER_LINGER, PRODUCER_MAX_BATCH_SIZE and
 friends from the environment, which the harness sets with --worker-env.
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import stream_app.app as app_module
+import stream_app.transactions as transactions_module
 from stream_app.pipeline import BatchOutcome, OutgoingRecord, SourceRecord
 
 
@@ -37,16 +41,25 @@ async def _producer_send(topic: Any, records: Sequence[OutgoingRecord]) -> None:
         await producer.send(name, record.key, record.value, None, None, record.headers)
 
 
+_TransactionalProducer = transactions_module.AIOKafkaProducer
+
+
+def _no_linger_producer(*args: Any, **kwargs: Any) -> Any:
+    return _TransactionalProducer(*args, **{**kwargs, "linger_ms": 0})
+
+
 def main() -> None:
     """Apply the variants named in BENCH_VARIANT, then run `segstream worker`."""
     variants = {v for v in os.environ.get("BENCH_VARIANT", "").split(",") if v}
-    unknown = variants - {"faust-passthrough", "producer-send"}
+    unknown = variants - {"faust-passthrough", "producer-send", "txn-no-linger"}
     if unknown:
         raise SystemExit(f"unknown variants: {sorted(unknown)}")
     if "faust-passthrough" in variants:
         app_module.process_records = _passthrough  # type: ignore[assignment]
     if "producer-send" in variants:
         app_module._send_all = _producer_send
+    if "txn-no-linger" in variants:
+        transactions_module.AIOKafkaProducer = _no_linger_producer  # type: ignore[misc]
     from stream_app.cli import main as segstream_main
 
     sys.argv = ["segstream", "worker"]
