@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -47,40 +48,66 @@ def _signups(path: Path, n: int, invalid_share: float) -> tuple[set[str], int]:
     return valid, invalid
 
 
-def _replay(env: dict[str, str], path: Path, rate: int) -> threading.Thread:
+@dataclass
+class _Scenario:
+    """A worker scoring a replay in progress, and what the replay holds."""
+
+    kafka: Broker
+    names: Names
+    worker: WorkerProcess
+    valid: set[str]
+    invalid: int
+    replay: threading.Thread
+
+    def finish(
+        self, fault: str, guarantee: str, report: list[dict[str, object]]
+    ) -> dict[str, object]:
+        """Wait for the replay and the outputs; record and return the figures."""
+        self.replay.join(timeout=300)
+        bootstrap, names = self.kafka.bootstrap, self.names
+        assignments = wait_for_records(bootstrap, names.output_topic, len(self.valid), timeout=240)
+        letters = wait_for_records(bootstrap, names.dlq_topic, self.invalid, timeout=60)
+        seen = Counter(r.json()["source_event_id"] for r in assignments)
+        origins = Counter(
+            (r.json()["source_partition"], r.json()["source_offset"]) for r in letters
+        )
+        figures: dict[str, object] = {
+            "fault": fault,
+            "guarantee": guarantee,
+            "in": len(self.valid) + self.invalid,
+            "assigned": len(seen),
+            "dead_lettered": len(origins),
+            "duplicates": sum(n - 1 for n in seen.values()) + sum(n - 1 for n in origins.values()),
+            "missing": len(self.valid - set(seen)) + (self.invalid - len(origins)),
+        }
+        report.append(figures)
+        return figures
+
+
+def _start(
+    kafka: Broker,
+    names: Names,
+    worker_factory: Callable[..., WorkerProcess],
+    model: Path,
+    tmp_path: Path,
+    events: int,
+    rate: int,
+    **worker_env: str,
+) -> _Scenario:
+    """Start a worker, then replay events (0.2% invalid) at rate in the background."""
+    path = tmp_path / "signups.jsonl"
+    valid, invalid = _signups(path, events, invalid_share=0.002)
+    worker = worker_factory(model, **worker_env)
+    worker.wait_ready()
+    env = segstream_env(kafka, names)
+
     def run() -> None:
         done = run_segstream(["replay", str(path), "--rate", str(rate)], env=env, timeout=600)
         assert done.returncode == 0, done.stderr
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
-def _figures(
-    fault: str,
-    guarantee: str,
-    kafka: Broker,
-    names: Names,
-    valid: set[str],
-    invalid: int,
-) -> dict[str, object]:
-    assignments = wait_for_records(kafka.bootstrap, names.output_topic, len(valid), timeout=240)
-    letters = wait_for_records(kafka.bootstrap, names.dlq_topic, invalid, timeout=60)
-    seen = Counter(r.json()["source_event_id"] for r in assignments)
-    letter_origins = Counter(
-        (r.json()["source_partition"], r.json()["source_offset"]) for r in letters
-    )
-    return {
-        "fault": fault,
-        "guarantee": guarantee,
-        "in": len(valid) + invalid,
-        "assigned": len(seen),
-        "dead_lettered": len(letter_origins),
-        "duplicates": sum(n - 1 for n in seen.values())
-        + sum(n - 1 for n in letter_origins.values()),
-        "missing": len(valid - set(seen)) + (invalid - len(letter_origins)),
-    }
+    replay = threading.Thread(target=run)
+    replay.start()
+    return _Scenario(kafka, names, worker, valid, invalid, replay)
 
 
 @pytest.mark.parametrize(
@@ -98,12 +125,11 @@ def test_three_kill_9s_during_a_replay(
     tmp_path: Path,
     report: list[dict[str, object]],
 ) -> None:
-    valid, invalid = _signups(tmp_path / "signups.jsonl", events, invalid_share=0.002)
-    env = segstream_env(kafka, names)
     extra = {"SEGSTREAM_PROCESSING_GUARANTEE": guarantee}
-    worker = worker_factory(trained_model, **extra)
-    worker.wait_ready()
-    replay = _replay(env, tmp_path / "signups.jsonl", rate=2_500)
+    scenario = _start(
+        kafka, names, worker_factory, trained_model, tmp_path, events, rate=2_500, **extra
+    )
+    worker = scenario.worker
     moments = random.Random(7)
     for _ in range(3):
         time.sleep(moments.uniform(1.0, 4.0))
@@ -111,10 +137,8 @@ def test_three_kill_9s_during_a_replay(
         worker.process.wait()
         worker = worker_factory(trained_model, **extra)
         worker.wait_ready()
-    replay.join(timeout=300)
 
-    figures = _figures("3x kill -9", guarantee, kafka, names, valid, invalid)
-    report.append(figures)
+    figures = scenario.finish("3x kill -9", guarantee, report)
     assert figures["missing"] == 0, figures
     if guarantee == "exactly_once":
         assert figures["duplicates"] == 0, figures
@@ -128,20 +152,14 @@ def test_broker_stop_and_restart_during_a_replay(
     tmp_path: Path,
     report: list[dict[str, object]],
 ) -> None:
-    valid, invalid = _signups(tmp_path / "signups.jsonl", 20_000, invalid_share=0.002)
-    env = segstream_env(kafka, names)
-    worker = worker_factory(trained_model)
-    worker.wait_ready()
-    replay = _replay(env, tmp_path / "signups.jsonl", rate=2_000)
+    scenario = _start(kafka, names, worker_factory, trained_model, tmp_path, 20_000, rate=2_000)
     time.sleep(3)
     kafka.control("stop")
     time.sleep(3)
     kafka.control("resume")
-    replay.join(timeout=300)
 
-    figures = _figures("broker restart", "exactly_once", kafka, names, valid, invalid)
-    report.append(figures)
-    assert worker.process.poll() is None, worker.log_tail()
+    figures = scenario.finish("broker restart", "exactly_once", report)
+    assert scenario.worker.process.poll() is None, scenario.worker.log_tail()
     assert figures["missing"] == 0, figures
     assert figures["duplicates"] == 0, figures
 
@@ -154,11 +172,8 @@ def test_sigterm_exits_cleanly_within_10_seconds_and_loses_nothing(
     tmp_path: Path,
     report: list[dict[str, object]],
 ) -> None:
-    valid, invalid = _signups(tmp_path / "signups.jsonl", 10_000, invalid_share=0.002)
-    env = segstream_env(kafka, names)
-    worker = worker_factory(trained_model)
-    worker.wait_ready()
-    replay = _replay(env, tmp_path / "signups.jsonl", rate=2_000)
+    scenario = _start(kafka, names, worker_factory, trained_model, tmp_path, 10_000, rate=2_000)
+    worker = scenario.worker
     time.sleep(2.5)
     stopping = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
@@ -170,10 +185,8 @@ def test_sigterm_exits_cleanly_within_10_seconds_and_loses_nothing(
     assert status == 0, worker.log_tail()
     assert elapsed < 10, f"SIGTERM took {elapsed:.1f} s"
     worker_factory(trained_model).wait_ready()
-    replay.join(timeout=300)
 
-    figures = _figures("SIGTERM + restart", "exactly_once", kafka, names, valid, invalid)
+    figures = scenario.finish("SIGTERM + restart", "exactly_once", report)
     figures["stop_seconds"] = round(elapsed, 2)
-    report.append(figures)
     assert figures["missing"] == 0, figures
     assert figures["duplicates"] == 0, figures
