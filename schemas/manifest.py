@@ -15,9 +15,12 @@ from schemas.errors import ManifestError
 __all__ = [
     "KNOWN_FEATURES",
     "BadRowSummary",
+    "KScore",
+    "KSelection",
     "ModelManifest",
     "ScalerParams",
     "SegmentProfile",
+    "Stability",
 ]
 
 #: Features a worker can read from a CustomerSignup.
@@ -49,6 +52,13 @@ class SegmentProfile(BaseModel):
     distance_quantiles: dict[str, float] = Field(
         description="p50/p90/p99 of training customers' distance to the centroid (scaled)"
     )
+    ranges: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="5th and 95th percentile of age and annual_income of the segment's customers",
+    )
+    gender_mix: dict[str, float] = Field(
+        default_factory=dict, description="share of the segment's customers by gender"
+    )
 
 
 class BadRowSummary(BaseModel):
@@ -60,6 +70,41 @@ class BadRowSummary(BaseModel):
     used_rows: int
     excluded: dict[str, int] = Field(default_factory=dict)
     examples: dict[str, list[int]] = Field(default_factory=dict)
+
+
+class KScore(BaseModel):
+    """How well k clusters fit: within-cluster sum of squares and mean silhouette."""
+
+    model_config = ConfigDict(frozen=True)
+
+    k: int = Field(ge=1)
+    inertia: float = Field(description="within-cluster sum of squares on the evaluation sample")
+    silhouette: float | None = Field(description="mean silhouette on the evaluation sample")
+
+
+class KSelection(BaseModel):
+    """The elbow and silhouette curves behind the number of segments, and how k was chosen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Literal["auto", "fixed"]
+    chosen_k: int = Field(ge=1)
+    elbow_k: int | None = None
+    rule: str
+    sample_rows: int = Field(ge=0, description="customers the curves were computed on")
+    scores: list[KScore] = Field(default_factory=list)
+
+
+class Stability(BaseModel):
+    """Share of customers keeping their segment id when the model is retrained on resamples."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resamples: int = Field(ge=1)
+    sample_rows: int = Field(ge=1, description="customers compared (and resample size)")
+    mean_agreement: float = Field(ge=0, le=1)
+    min_agreement: float = Field(ge=0, le=1)
+    agreements: list[float] = Field(default_factory=list)
 
 
 class ModelManifest(BaseModel):
@@ -80,6 +125,17 @@ class ModelManifest(BaseModel):
     training_data_fingerprint: str
     library_versions: dict[str, str] = Field(default_factory=dict)
     random_state: int
+    column_mapping: dict[str, str] = Field(
+        default_factory=dict, description="training table column used for each input"
+    )
+    income_unit: Literal["dollars", "thousands"] | None = Field(
+        default=None, description="unit of the training table's income column"
+    )
+    k_selection: KSelection | None = None
+    stability: Stability | None = None
+    previous_version: str | None = Field(
+        default=None, description="model whose segment ids this one inherited"
+    )
     signature: str | None = Field(default=None, description="HMAC-SHA256 of the unsigned body")
 
     @model_validator(mode="after")

@@ -348,6 +348,7 @@ generate_app.command("customers")(_friendly(training_cli.generate_customers_comm
 generate_app.command("signups")(_friendly(training_cli.generate_signups_command))
 app.add_typer(generate_app, name="generate")
 app.command("train")(_friendly(training_cli.train_command))
+app.command("report")(_friendly(training_cli.report_command))
 
 
 def main() -> None:

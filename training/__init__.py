@@ -1,4 +1,4 @@
-"""Offline training: load customer tables, fit K-Means, name segments, save the model.
+"""Offline training: load customer tables, fit K-Means, name segments, save and report.
 
 Submodules are imported on first use so that `segstream tail` does not pay for pandas and
 scikit-learn.
@@ -17,8 +17,10 @@ __all__ = [
     "generate_signups",
     "load_catalogue",
     "load_customers",
+    "load_manifest",
     "name_segments",
     "save_model",
+    "write_report",
 ]
 
 _HOMES = {
@@ -26,7 +28,9 @@ _HOMES = {
     "load_customers": "training.data",
     "TrainedModel": "training.fit",
     "fit_model": "training.fit",
-    "save_model": "training.fit",
+    "save_model": "training.store",
+    "load_manifest": "training.store",
+    "write_report": "training.report",
     "generate_customers": "training.generate",
     "generate_signups": "training.generate",
     "load_catalogue": "training.naming",

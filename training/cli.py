@@ -1,4 +1,4 @@
-"""Command-line commands of the training side: generate sample data and train models.
+"""Command-line commands of the training side: generate sample data, train, report.
 
 Registered on the `segstream` program by stream_app.cli, which also turns SegstreamError
 into one readable line.
@@ -12,13 +12,27 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from schemas import DataError, ModelManifest
+from schemas import DataError, ModelManifest, SegmentProfile
 
-__all__ = ["generate_customers_command", "generate_signups_command", "train_command"]
+__all__ = [
+    "generate_customers_command",
+    "generate_signups_command",
+    "report_command",
+    "train_command",
+]
 
 console = Console(stderr=True)
+_MAX_K = 50
 
 
 def _open_out(out: Path | None) -> Any:
@@ -65,64 +79,174 @@ def generate_signups_command(
         console.print(f"wrote {n} signups ({round(n * invalid_share)} invalid) to {out}")
 
 
+def _say(text: str) -> None:
+    # Plain lines: no wrapping at 80 columns in logs, and no markup taken from column names.
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def _parse_k(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        raise DataError(f"--k must be auto or a whole number, not {text!r}") from None
+    if not 1 <= k <= _MAX_K:
+        raise DataError(f"--k must be between 1 and {_MAX_K}, not {k}")
+    return k
+
+
+class _Steps:
+    """A progress bar that moves one step per stage of training."""
+
+    def __init__(self, total: int) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.task = self.progress.add_task("starting", total=total)
+        self.started = False
+
+    def __call__(self, description: str) -> None:
+        if self.started:
+            self.progress.advance(self.task)
+        self.started = True
+        self.progress.update(self.task, description=description)
+
+    def __enter__(self) -> _Steps:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not any(exc_info):
+            self.progress.update(self.task, completed=self.progress.tasks[0].total)
+        self.progress.stop()
+
+
 def train_command(
     data: Annotated[Path, typer.Option(help="customer table, CSV or Parquet")],
     out: Annotated[Path, typer.Option(help="models root; the model goes to OUT/<version>")] = Path(
         "models"
     ),
-    k: Annotated[int, typer.Option(min=1, max=50, help="number of segments")] = 4,
+    k: Annotated[
+        str, typer.Option(help="number of segments, or auto to choose from k = 2..10")
+    ] = "auto",
     features: Annotated[
-        str, typer.Option(help="comma-separated: age, annual_income, gender_female")
+        str, typer.Option(help="comma-separated: age, annual_income, gender")
     ] = "age,annual_income",
     columns: Annotated[
         str | None, typer.Option(help="column mapping, e.g. gender=Sex,age=Age,annual_income=Inc")
     ] = None,
     income_unit: Annotated[
-        str | None, typer.Option(help="dollars or thousands (default: guessed from the header)")
+        str | None, typer.Option(help="dollars or thousands (default: guessed)")
     ] = None,
     profiles: Annotated[Path | None, typer.Option(help="profile catalogue YAML/JSON")] = None,
-    seed: Annotated[int, typer.Option(help="random seed of K-Means")] = 0,
+    previous: Annotated[
+        Path | None, typer.Option(help="previous model (directory or models root) to inherit ids")
+    ] = None,
+    resamples: Annotated[
+        int, typer.Option(min=0, help="bootstrap retrains for the stability figure (0: skip)")
+    ] = 10,
+    seed: Annotated[int, typer.Option(help="random seed of sampling and K-Means")] = 0,
     name: Annotated[str, typer.Option(help="model name")] = "customer-segments",
     version: Annotated[str | None, typer.Option(help="model version (default: date-hash)")] = None,
+    report: Annotated[bool, typer.Option(help="write report.html and PNGs")] = True,
 ) -> None:
-    """Fit K-Means on a customer table and save a versioned, named model."""
+    """Fit K-Means on a customer table and save a versioned, named model with its report."""
     from training.data import load_customers, parse_column_overrides
-    from training.fit import fit_model, save_model
+    from training.fit import fit_model, parse_features
     from training.naming import load_catalogue
+    from training.store import load_manifest, save_model
 
     if income_unit not in (None, "dollars", "thousands"):
         raise DataError(f"--income-unit must be dollars or thousands, not {income_unit!r}")
-    feature_list = [f.strip() for f in features.split(",") if f.strip()]
-    table = load_customers(
-        data,
-        parse_column_overrides(columns),
-        income_unit,  # type: ignore[arg-type]  # checked above
-        require_gender="gender_female" in feature_list,
-    )
-    mapping = ", ".join(f"{k}={v}" for k, v in table.mapping.items())
-    console.print(f"columns: {mapping} (income in {table.income_unit})")
-    model = fit_model(
-        table, k, feature_list, load_catalogue(profiles), seed, name=name, version=version
-    )
-    directory = save_model(model, out)
-    _print_model(model.manifest)
-    bad = model.manifest.bad_rows
-    if bad.excluded:
-        details = "; ".join(
-            f"{reason}: {count} (rows {', '.join(map(str, bad.examples[reason]))})"
-            for reason, count in bad.excluded.items()
+    forced_k = _parse_k(k)
+    feature_list = parse_features(features)
+    catalogue = load_catalogue(profiles)
+    previous_manifest = load_manifest(previous) if previous is not None else None
+    with _Steps(total=4 + (resamples > 0) + report) as step:
+        step(f"reading {data.name}")
+        table = load_customers(
+            data,
+            parse_column_overrides(columns),
+            income_unit,  # type: ignore[arg-type]  # checked above
+            require_gender="gender_female" in feature_list,
         )
-        console.print(
-            f"excluded {bad.total_rows - bad.used_rows} of {bad.total_rows} rows: {details}"
+        mapping = ", ".join(f"{k}={v}" for k, v in table.mapping.items())
+        _say(f"columns: {mapping}; {'; '.join(table.notes)}")
+        model = fit_model(
+            table,
+            forced_k,
+            feature_list,
+            catalogue,
+            seed,
+            name=name,
+            version=version,
+            previous=previous_manifest,
+            resamples=resamples,
+            on_step=step,
         )
+        step("saving the model")
+        directory = save_model(model, out)
+        report_path = None
+        if report:
+            from training.report import write_report
+
+            step("drawing the report")
+            report_path = write_report(directory)
+    _print_summary(model.manifest)
+    if report_path is not None:
+        _say(f"report: {report_path}")
     typer.echo(directory)
 
 
-def _print_model(manifest: ModelManifest) -> None:
+def report_command(
+    model: Annotated[Path, typer.Argument(help="model directory, manifest.json or models root")],
+) -> None:
+    """Write report.html, clusters.png, elbow.png and silhouette.png for a trained model."""
+    from training.report import write_report
+
+    typer.echo(write_report(model))
+
+
+def _centroid(segment: SegmentProfile) -> str:
+    units = {"age": "{:.0f} y", "annual_income": "${:,.0f}", "gender_female": "{:.0%} female"}
+    return ", ".join(units[f].format(v) for f, v in segment.centroid.items())
+
+
+def _print_summary(manifest: ModelManifest) -> None:
     table = Table(title=f"model {manifest.name} {manifest.version}")
     for column in ("segment", "name", "customers", "centroid", "action"):
         table.add_column(column)
     for segment in manifest.segments:
-        centroid = ", ".join(f"{k}={v:,.1f}" for k, v in segment.centroid.items())
-        table.add_row(segment.id, segment.name, str(segment.size), centroid, segment.action)
+        table.add_row(
+            segment.id, segment.name, f"{segment.size:,}", _centroid(segment), segment.action
+        )
     console.print(table)
+    selection = manifest.k_selection
+    if selection is not None:
+        silhouette = manifest.metrics.get("silhouette")
+        rated = f", silhouette {silhouette:.3f}" if silhouette is not None else ""
+        elbow = f", elbow at k={selection.elbow_k}" if selection.elbow_k else ""
+        _say(f"k={selection.chosen_k} ({selection.mode}{rated}{elbow})")
+    if manifest.stability is not None:
+        stability = manifest.stability
+        _say(
+            f"stability: {stability.mean_agreement:.1%} of customers keep their segment id over "
+            f"{stability.resamples} bootstrap retrains (worst {stability.min_agreement:.1%}, "
+            f"{stability.sample_rows:,} customers)"
+        )
+    bad = manifest.bad_rows
+    if bad.excluded:
+        _say(f"excluded {bad.total_rows - bad.used_rows:,} of {bad.total_rows:,} rows:")
+        for reason, count in bad.excluded.items():
+            examples = bad.examples.get(reason, [])
+            rows = f"row{'s' if len(examples) > 1 else ''} {', '.join(map(str, examples))}"
+            _say(f"  {reason}: {count:,} (e.g. {rows})")
+    else:
+        _say(f"all {bad.total_rows:,} rows used")

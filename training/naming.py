@@ -1,4 +1,4 @@
-"""Name clusters after the profile catalogue by optimal assignment; describe the rest."""
+"""Name clusters after the profile catalogue, or after a previous model, by optimal assignment."""
 
 from __future__ import annotations
 
@@ -12,13 +12,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy.optimize import linear_sum_assignment
 
-from schemas import DataError
+from schemas import DataError, ModelManifest
 
-__all__ = ["Profile", "SegmentName", "load_catalogue", "name_segments"]
+__all__ = [
+    "MAX_MATCH_DISTANCE",
+    "Profile",
+    "SegmentName",
+    "follow_previous",
+    "load_catalogue",
+    "name_segments",
+]
 
-# Beyond this distance (in standard deviations) a profile is too far from a cluster to lend it
-# its name, and the cluster gets a generated descriptive name instead.
-_MAX_MATCH_DISTANCE = 1.6
+#: Beyond this distance (in population standard deviations) a profile or a previous segment is
+#: too far from a cluster to lend it its identity; the cluster is named afresh instead.
+MAX_MATCH_DISTANCE = 1.6
+
+FloatArray = npt.NDArray[np.float64]
 
 
 class Profile(BaseModel):
@@ -30,7 +39,9 @@ class Profile(BaseModel):
     name: str
     description: str
     action: str
-    position: dict[str, float]
+    position: dict[str, float] = Field(
+        min_length=1, description="standard deviations from the population mean, by feature"
+    )
 
 
 class _Catalogue(BaseModel):
@@ -61,7 +72,7 @@ def load_catalogue(path: Path | None = None) -> list[Profile]:
     try:
         catalogue = _Catalogue.model_validate(yaml.safe_load(text))
     except (yaml.YAMLError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
+        first = " ".join(str(exc).split())[:200]
         raise DataError(f"profile catalogue {where} is not valid: {first}") from None
     ids = [p.id for p in catalogue.profiles]
     if len(set(ids)) != len(ids):
@@ -77,40 +88,71 @@ def _band(z: float, low: str, mid: str, high: str) -> str:
     return mid
 
 
-def _describe(position: dict[str, float]) -> tuple[str, str]:
-    age = _band(position.get("age", 0.0), "younger", "middle-aged", "older")
-    income = _band(position.get("annual_income", 0.0), "low", "moderate", "high")
-    name = f"{age}, {income} income"
-    return name, name.replace(", ", "-").replace(" ", "-")
+def _describe(position: dict[str, float], female_share: float | None) -> tuple[str, str]:
+    parts = []
+    if "age" in position:
+        parts.append(_band(position["age"], "younger", "middle-aged", "older"))
+    if "annual_income" in position:
+        parts.append(_band(position["annual_income"], "low", "moderate", "high") + " income")
+    if female_share is not None and not 0.3 <= female_share <= 0.7:
+        parts.append("mostly women" if female_share > 0.7 else "mostly men")
+    name = ", ".join(parts) or "customers"
+    return name, "-".join(name.replace(",", "").split())
 
 
-def name_segments(positions: list[dict[str, float]], catalogue: list[Profile]) -> list[SegmentName]:
+def _assign(cost: FloatArray) -> dict[int, int]:
+    """Rows to columns by minimum total cost, keeping only pairs within MAX_MATCH_DISTANCE."""
+    if cost.size == 0:
+        return {}
+    rows, cols = linear_sum_assignment(cost)
+    return {
+        int(r): int(c)
+        for r, c in zip(rows, cols, strict=True)
+        if cost[r, c] <= MAX_MATCH_DISTANCE**2
+    }
+
+
+def name_segments(
+    positions: list[dict[str, float]],
+    catalogue: list[Profile],
+    fixed: dict[int, SegmentName] | None = None,
+    female_shares: list[float | None] | None = None,
+) -> list[SegmentName]:
     """Give each cluster (its centroid in population standard units) a stable identity.
 
-    Profiles are matched to clusters by minimum total squared distance over the features the
-    profile states (scipy's linear_sum_assignment); unmatched clusters get a generated name.
+    Clusters in `fixed` keep the identity given there (see follow_previous). The others are
+    matched to the remaining profiles by minimum total squared distance over the features
+    both state (scipy's linear_sum_assignment); clusters left over get a generated name.
     """
-    cost: npt.NDArray[np.float64] = np.zeros((len(positions), len(catalogue)))
-    for i, position in enumerate(positions):
-        for j, profile in enumerate(catalogue):
-            cost[i, j] = sum(
-                (position.get(feature, 0.0) - target) ** 2
-                for feature, target in profile.position.items()
+    fixed = fixed or {}
+    taken = {name.id for name in fixed.values()}
+    open_clusters = [i for i in range(len(positions)) if i not in fixed]
+    profiles = [p for p in catalogue if p.id not in taken]
+    cost: FloatArray = np.zeros((len(open_clusters), len(profiles)))
+    for row, cluster in enumerate(open_clusters):
+        position = positions[cluster]
+        for col, profile in enumerate(profiles):
+            shared = [f for f in profile.position if f in position]
+            # A profile that states none of the model's features cannot describe a cluster.
+            cost[row, col] = (
+                sum((position[f] - profile.position[f]) ** 2 for f in shared) if shared else np.inf
             )
-    rows, cols = linear_sum_assignment(cost)
     matched = {
-        int(r): catalogue[int(c)]
-        for r, c in zip(rows, cols, strict=True)
-        if cost[r, c] <= _MAX_MATCH_DISTANCE**2
+        open_clusters[row]: profiles[col]
+        for row, col in _assign(np.where(np.isfinite(cost), cost, 1e12)).items()
     }
+    taken |= {p.id for p in matched.values()}
     names: list[SegmentName] = []
-    taken = {p.id for p in matched.values()}
     for i, position in enumerate(positions):
+        if i in fixed:
+            names.append(fixed[i])
+            continue
         if i in matched:
             p = matched[i]
             names.append(SegmentName(p.id, p.name, p.description, p.action))
             continue
-        name, slug = _describe(position)
+        share = female_shares[i] if female_shares else None
+        name, slug = _describe(position, share)
         unique, n = slug, 2
         while unique in taken:
             unique, n = f"{slug}-{n}", n + 1
@@ -119,3 +161,33 @@ def name_segments(positions: list[dict[str, float]], catalogue: list[Profile]) -
             SegmentName(unique, name.capitalize(), f"Generated: {name}", "No action assigned yet.")
         )
     return names
+
+
+def follow_previous(
+    centroids: FloatArray,
+    mean: FloatArray,
+    scale: FloatArray,
+    features: list[str],
+    previous: ModelManifest,
+) -> dict[int, SegmentName]:
+    """Clusters that inherit a previous model's segment identity, matched by centroid distance.
+
+    Both models' centroids are compared in raw units standardised with the new model's scaler
+    (so one unit is one standard deviation of today's population) and paired by minimum total
+    squared distance; a pair further apart than MAX_MATCH_DISTANCE is not the same segment.
+    """
+    if list(previous.features) != list(features):
+        raise DataError(
+            f"--previous model {previous.version} uses features {', '.join(previous.features)}; "
+            f"this training uses {', '.join(features)}"
+        )
+    previous_raw = np.array(
+        [[segment.centroid[f] for f in features] for segment in previous.segments]
+    )
+    previous_z = (previous_raw - mean) / scale
+    cost = ((centroids[:, None, :] - previous_z[None, :, :]) ** 2).sum(axis=2)
+    return {
+        cluster: SegmentName(s.id, s.name, s.description, s.action)
+        for cluster, index in _assign(cost).items()
+        for s in [previous.segments[index]]
+    }

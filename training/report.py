@@ -1,0 +1,307 @@
+"""Draw a model's report: a self-contained HTML page plus the PNGs it embeds."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import matplotlib as mpl
+
+mpl.use("Agg")  # headless: no display is needed or wanted
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from schemas import ModelManifest, SegmentProfile
+from schemas.manifest import KSelection
+from training.data import BAD_ROW_REASONS
+from training.store import PLOT_SAMPLE_FILE, load_manifest, model_directory
+
+__all__ = ["REPORT_FILES", "write_report"]
+
+#: Files written into the model directory.
+REPORT_FILES = ("report.html", "clusters.png", "elbow.png", "silhouette.png")
+
+# A qualitative palette without red: red is kept for the centroids, as in the seed's plots.
+_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+)
+_DPI = 110
+
+
+def _colour(index: int) -> str:
+    return _COLOURS[index % len(_COLOURS)]
+
+
+def _save(figure: Figure, path: Path) -> bytes:
+    figure.savefig(path, dpi=_DPI, bbox_inches="tight")
+    plt.close(figure)
+    return path.read_bytes()
+
+
+def _clusters_png(manifest: ModelManifest, sample: pd.DataFrame | None, path: Path) -> bytes:
+    figure, axes = plt.subplots(figsize=(9, 6))
+    for index, segment in enumerate(manifest.segments):
+        if sample is not None:
+            members = sample[sample["segment"] == segment.id]
+            axes.scatter(
+                members["age"],
+                members["annual_income"] / 1000,
+                s=14,
+                alpha=0.6,
+                color=_colour(index),
+                label=f"{segment.name} ({segment.size:,})",
+                edgecolors="none",
+            )
+    for segment in manifest.segments:
+        if {"age", "annual_income"} <= segment.centroid.keys():
+            age, income = segment.centroid["age"], segment.centroid["annual_income"] / 1000
+            axes.scatter(
+                [age], [income], marker="s", s=110, color="red", edgecolors="black", zorder=3
+            )
+            axes.annotate(
+                segment.name,
+                (age, income),
+                xytext=(8, 6),
+                textcoords="offset points",
+                fontsize=9,
+                fontweight="bold",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+    axes.scatter([], [], marker="s", s=60, color="red", edgecolors="black", label="centroid")
+    axes.set_xlabel("Age (years)")
+    axes.set_ylabel("Annual income (k$)")
+    shown = f"{len(sample):,} sampled customers" if sample is not None else "no customer sample"
+    axes.set_title(f"Customer segments ({shown}; centroids as red squares)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(figure, path)
+
+
+def _curve_png(selection: KSelection, metric: str, path: Path) -> bytes:
+    points = [(s.k, getattr(s, metric)) for s in selection.scores if getattr(s, metric) is not None]
+    figure, axes = plt.subplots(figsize=(5.2, 3.6))
+    if points:
+        ks, values = zip(*points, strict=True)
+        axes.plot(ks, values, marker="o", color="#1f77b4")
+        for k, value in points:
+            if k == selection.chosen_k:
+                axes.scatter([k], [value], s=160, facecolors="none", edgecolors="red", zorder=3)
+                axes.annotate(
+                    f"chosen k={k}", (k, value), xytext=(10, 8), textcoords="offset points"
+                )
+        if metric == "inertia" and selection.elbow_k is not None:
+            axes.axvline(selection.elbow_k, color="grey", linestyle=":", label="elbow")
+            axes.legend(frameon=False)
+        axes.set_xticks(list(ks))
+    title = "Elbow: inertia by k" if metric == "inertia" else "Mean silhouette by k"
+    axes.set_title(title)
+    axes.set_xlabel("k (number of segments)")
+    axes.set_ylabel("within-cluster sum of squares" if metric == "inertia" else "silhouette")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _money(value: float) -> str:
+    return f"${value / 1000:,.0f}k"
+
+
+def _range(segment: SegmentProfile, column: str) -> str:
+    low, high = segment.ranges.get(column, [None, None])[:2] or [None, None]
+    if low is None or high is None:
+        return "&ndash;"
+    if column == "annual_income":
+        return f"{_money(low)}&ndash;{_money(high)}"
+    return f"{low:.0f}&ndash;{high:.0f}"
+
+
+def _centroid(segment: SegmentProfile) -> str:
+    parts = []
+    for feature, value in segment.centroid.items():
+        if feature == "age":
+            parts.append(f"{value:.0f} years")
+        elif feature == "annual_income":
+            parts.append(_money(value))
+        else:
+            parts.append(f"{value:.0%} female")
+    return ", ".join(parts)
+
+
+def _profile_rows(manifest: ModelManifest) -> str:
+    total = sum(s.size for s in manifest.segments) or 1
+    rows = []
+    for index, segment in enumerate(manifest.segments):
+        mix = ", ".join(f"{_e(g)} {share:.0%}" for g, share in segment.gender_mix.items())
+        rows.append(
+            "<tr>"
+            f'<td><span class="swatch" style="background:{_colour(index)}"></span>'
+            f"<b>{_e(segment.name)}</b><br><code>{_e(segment.id)}</code>"
+            f'<div class="muted">{_e(segment.description)}</div></td>'
+            f'<td class="num">{segment.size:,}<br><span class="muted">'
+            f"{segment.size / total:.0%}</span></td>"
+            f"<td>{_range(segment, 'age')}</td>"
+            f"<td>{_range(segment, 'annual_income')}</td>"
+            f"<td>{_e(_centroid(segment))}</td>"
+            f"<td>{mix or '&ndash;'}</td>"
+            f"<td>{_e(segment.action)}</td>"
+            "</tr>"
+        )
+    return "\n".join(rows)
+
+
+def _bad_rows_section(manifest: ModelManifest) -> str:
+    bad = manifest.bad_rows
+    excluded = bad.total_rows - bad.used_rows
+    head = (
+        f"<p>{bad.used_rows:,} of {bad.total_rows:,} rows were used; {excluded:,} were excluded "
+        "(each row counts once, for the first problem found; row 1 is the first row after the "
+        "header).</p>"
+    )
+    if not bad.excluded:
+        return head
+    rows = "\n".join(
+        f"<tr><td><code>{_e(reason)}</code></td><td>{_e(BAD_ROW_REASONS.get(reason, ''))}</td>"
+        f'<td class="num">{count:,}</td>'
+        f"<td>{_e(', '.join(map(str, bad.examples.get(reason, []))))}</td></tr>"
+        for reason, count in bad.excluded.items()
+    )
+    return (
+        head + "<table><thead><tr><th>Reason</th><th>Meaning</th><th>Rows</th>"
+        "<th>Example rows</th></tr></thead><tbody>" + rows + "</tbody></table>"
+    )
+
+
+def _stability_text(manifest: ModelManifest) -> str:
+    stability = manifest.stability
+    if stability is None:
+        return "<p>Not measured (trained with <code>--resamples 0</code>).</p>"
+    return (
+        f'<p class="big">{stability.mean_agreement:.1%}</p>'
+        f"<p>of customers keep their segment id when the model is retrained on a bootstrap "
+        f"resample of the table (mean of {stability.resamples} retrains on "
+        f"{stability.sample_rows:,} customers; the worst retrain kept "
+        f"{stability.min_agreement:.1%}).</p>"
+    )
+
+
+def _k_text(manifest: ModelManifest) -> str:
+    selection = manifest.k_selection
+    if selection is None:
+        return "<p>No k curves were stored with this model.</p>"
+    elbow = (
+        f"; the elbow of the inertia curve is at k={selection.elbow_k}" if selection.elbow_k else ""
+    )
+    how = "chosen automatically" if selection.mode == "auto" else "forced"
+    return (
+        f"<p>k={selection.chosen_k} was {how}{elbow}. Rule: {_e(selection.rule)}. Curves computed "
+        f"on {selection.sample_rows:,} customers.</p>"
+    )
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       margin: 2rem auto; max-width: 1150px; color: #222; line-height: 1.45; padding: 0 1rem; }
+h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+.muted { color: #666; font-size: 0.9em; }
+.cards { display: flex; gap: 1rem; flex-wrap: wrap; margin: 1.2rem 0; }
+.card { border: 1px solid #ddd; border-radius: 8px; padding: 0.7rem 1rem; min-width: 10rem; }
+.card .value { font-size: 1.6rem; font-weight: 600; }
+table { border-collapse: collapse; width: 100%; margin: 0.6rem 0; font-size: 0.95em; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 0.45rem 0.6rem; text-align: left;
+         vertical-align: top; }
+th { background: #f6f6f6; } td.num { text-align: right; white-space: nowrap; }
+.swatch { display: inline-block; width: 0.8rem; height: 0.8rem; border-radius: 2px;
+          margin-right: 0.4rem; vertical-align: baseline; }
+.curves { display: flex; gap: 1rem; flex-wrap: wrap; } img { max-width: 100%; }
+.big { font-size: 2rem; font-weight: 600; margin: 0; }
+"""
+
+
+def write_report(model_dir: Path) -> Path:
+    """Write report.html and its PNGs into a model directory; return the HTML path."""
+    manifest = load_manifest(model_dir)
+    directory = model_directory(model_dir)
+    sample_path = directory / PLOT_SAMPLE_FILE
+    sample = pd.read_csv(sample_path) if sample_path.is_file() else None
+    clusters = _clusters_png(manifest, sample, directory / "clusters.png")
+    selection = manifest.k_selection or KSelection(
+        mode="fixed", chosen_k=len(manifest.segments), rule="", sample_rows=0
+    )
+    elbow = _curve_png(selection, "inertia", directory / "elbow.png")
+    silhouette = _curve_png(selection, "silhouette", directory / "silhouette.png")
+
+    bad = manifest.bad_rows
+    stability = f"{manifest.stability.mean_agreement:.1%}" if manifest.stability else "not measured"
+    mapping = ", ".join(
+        f"{k} &larr; <code>{_e(v)}</code>" for k, v in manifest.column_mapping.items()
+    )
+    cards = [
+        ("Customers used", f"{bad.used_rows:,}"),
+        ("Rows excluded", f"{bad.total_rows - bad.used_rows:,}"),
+        ("Segments", f"{len(manifest.segments)}"),
+        ("Keep their segment on retrain", stability),
+    ]
+    inherited = (
+        f"; segment ids inherited from model <code>{_e(manifest.previous_version)}</code>"
+        if manifest.previous_version
+        else ""
+    )
+    cards_html = "".join(
+        f'<div class="card"><div class="muted">{_e(title)}</div>'
+        f'<div class="value">{_e(value)}</div></div>'
+        for title, value in cards
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Segments: {_e(manifest.name)} {_e(manifest.version)}</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>Customer segments</h1>
+<div class="muted">model <code>{_e(manifest.name)}</code> version <code>{
+        _e(manifest.version)
+    }</code>,
+trained {_e(manifest.created_at.isoformat())} on {_e(", ".join(manifest.features))}</div>
+<div class="cards">{cards_html}</div>
+<h2>Segments</h2>
+<img src="{_data_uri(clusters)}" alt="customers coloured by segment, centroids as red squares">
+<table><thead><tr><th>Segment</th><th>Customers</th><th>Age range</th><th>Income range</th>
+<th>Centroid</th><th>Gender mix</th><th>Strategic action</th></tr></thead>
+<tbody>
+{_profile_rows(manifest)}
+</tbody></table>
+<p class="muted">Ranges are the 5th to 95th percentile of the segment's customers.</p>
+<h2>Choosing k</h2>
+<div class="curves"><img src="{_data_uri(elbow)}" alt="elbow curve">
+<img src="{_data_uri(silhouette)}" alt="silhouette curve"></div>
+{_k_text(manifest)}
+<h2>Stability</h2>
+{_stability_text(manifest)}
+<h2>Data quality</h2>
+{_bad_rows_section(manifest)}
+<h2>Training data</h2>
+<p>Columns: {mapping or "&ndash;"}; income in {_e(manifest.income_unit or "dollars")}.<br>
+Fingerprint <code>{_e(manifest.training_data_fingerprint)}</code>; seed
+{manifest.random_state}{inherited}.</p>
+</body></html>
+"""
+    path = directory / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
