@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import ValidationError
 
-from schemas import CustomerSignup
+from schemas import CustomerSignup, InvalidEventError
 from stream_app.exceptions import (
     KeyMismatchError,
     NotJsonError,
@@ -29,18 +27,34 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def _classify(value: bytes, error: ValidationError) -> Exception:
-    """Find the most precise reason a value failed validation."""
+_JSON_TYPE_NAMES = {
+    "dict": "an object",
+    "list": "an array",
+    "str": "a string",
+    "int": "a number",
+    "float": "a number",
+    "bool": "a boolean",
+    "NoneType": "null",
+}
+
+
+def _classify(value: bytes, error: ValidationError) -> InvalidEventError:
+    """Find the most precise reason a value failed validation.
+
+    pydantic's own parse errors say it all: parsing the value again with the json module
+    would accept what pydantic refuses (lone surrogates) and raise RecursionError on deeply
+    nested arrays, which no dead-letter policy catches.
+    """
     try:
-        text = value.decode("utf-8")
+        value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return NotUtf8Error(f"value is not UTF-8: {exc.reason} at byte {exc.start}")
-    try:
-        document = json.loads(text)
-    except ValueError as exc:
-        return NotJsonError(f"value is not JSON: {exc}")
-    if not isinstance(document, dict):
-        return NotObjectError(f"value is JSON {type(document).__name__}, not an object")
+    first = error.errors(include_url=False)[0]
+    if first["type"] == "json_invalid":
+        return NotJsonError(f"value is not JSON: {first['msg'].removeprefix('Invalid JSON: ')}")
+    if first["type"] == "model_type" and not first["loc"]:
+        kind = type(first.get("input")).__name__
+        return NotObjectError(f"value is JSON {_JSON_TYPE_NAMES.get(kind, kind)}, not an object")
     return SchemaViolationError(_describe(error))
 
 
