@@ -37,6 +37,8 @@ _COLOURS = (
     "#7f7f7f",
 )
 _DPI = 110
+#: Mean agreement below which the report warns that segment ids are not stable.
+STABLE_AGREEMENT = 0.95
 
 
 def _colour(index: int) -> str:
@@ -84,7 +86,7 @@ def _clusters_png(manifest: ModelManifest, sample: pd.DataFrame | None, path: Pa
     shown = f"{len(sample):,} sampled customers" if sample is not None else "no customer sample"
     axes.set_title(f"Customer segments ({shown}; centroids as red squares)")
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=1.6)
     return _save(figure, path)
 
 
@@ -97,8 +99,10 @@ def _curve_png(selection: KSelection, metric: str, path: Path) -> bytes:
         for k, value in points:
             if k == selection.chosen_k:
                 axes.scatter([k], [value], s=160, facecolors="none", edgecolors="red", zorder=3)
+                # Clear of the line: above a falling inertia curve, below a silhouette peak.
+                offset = (12, 8) if metric == "inertia" else (10, -16)
                 axes.annotate(
-                    f"chosen k={k}", (k, value), xytext=(10, 8), textcoords="offset points"
+                    f"chosen k={k}", (k, value), xytext=offset, textcoords="offset points"
                 )
         if metric == "inertia" and selection.elbow_k is not None:
             axes.axvline(selection.elbow_k, color="grey", linestyle=":", label="elbow")
@@ -121,9 +125,9 @@ def _money(value: float) -> str:
 
 
 def _range(segment: SegmentProfile, column: str) -> str:
-    low, high = segment.ranges.get(column, [None, None])[:2] or [None, None]
-    if low is None or high is None:
+    if len(segment.ranges.get(column, [])) != 2:
         return "&ndash;"
+    low, high = segment.ranges[column]
     if column == "annual_income":
         return f"{_money(low)}&ndash;{_money(high)}"
     return f"{low:.0f}&ndash;{high:.0f}"
@@ -195,6 +199,13 @@ def _stability_text(manifest: ModelManifest) -> str:
         f"resample of the table (mean of {stability.resamples} retrains on "
         f"{stability.sample_rows:,} customers; the worst retrain kept "
         f"{stability.min_agreement:.1%}).</p>"
+        + (
+            ""
+            if stability.mean_agreement >= STABLE_AGREEMENT
+            else f"<p><b>Below {STABLE_AGREEMENT:.0%}:</b> retrains would move many customers "
+            "to another segment; fewer segments (or <code>--k auto</code>) are likely steadier."
+            "</p>"
+        )
     )
 
 
