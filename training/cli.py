@@ -147,7 +147,10 @@ def train_command(
     ] = None,
     profiles: Annotated[Path | None, typer.Option(help="profile catalogue YAML/JSON")] = None,
     previous: Annotated[
-        Path | None, typer.Option(help="previous model (directory or models root) to inherit ids")
+        Path | None,
+        typer.Option(
+            help="previous model (directory or models root): matching clusters keep its ids"
+        ),
     ] = None,
     resamples: Annotated[
         int, typer.Option(min=0, help="bootstrap retrains for the stability figure (0: skip)")
@@ -169,7 +172,8 @@ def train_command(
     feature_list = parse_features(features)
     catalogue = load_catalogue(profiles)
     previous_manifest = load_manifest(previous) if previous is not None else None
-    with _Steps(total=4 + (resamples > 0) + report) as step:
+    # One step per call below and in fit_model: read, k, fit, (stability), describe, save, (report).
+    with _Steps(total=5 + (resamples > 0) + report) as step:
         step(f"reading {data.name}")
         table = load_customers(
             data,
@@ -177,7 +181,7 @@ def train_command(
             income_unit,  # type: ignore[arg-type]  # checked above
             require_gender="gender_female" in feature_list,
         )
-        mapping = ", ".join(f"{k}={v}" for k, v in table.mapping.items())
+        mapping = ", ".join(f"{canonical}={column}" for canonical, column in table.mapping.items())
         _say(f"columns: {mapping}; {'; '.join(table.notes)}")
         model = fit_model(
             table,

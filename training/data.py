@@ -139,12 +139,12 @@ def _header(path: Path, head: bytes) -> tuple[list[str], str]:
         delimiter = csv.Sniffer().sniff(first_line, delimiters=_DELIMITERS).delimiter
     except csv.Error:
         delimiter = ","
-    columns = next(csv.reader(io.StringIO(first_line), delimiter=delimiter))
-    return [c.strip() for c in columns], delimiter
+    # Names stay as written (" Income" after "Age, "): the reader selects columns by them.
+    return next(csv.reader(io.StringIO(first_line), delimiter=delimiter)), delimiter
 
 
 def _read_columns(path: Path, wanted: dict[str, str], delimiter: str | None) -> pa.Table:
-    """Read only the mapped columns: numbers as text (checked later), gender as a dictionary."""
+    """Read only the mapped columns; in CSV every cell as text, checked and converted later."""
     if delimiter is None:
         try:
             return pq.read_table(path, columns=list(wanted.values()))
@@ -181,12 +181,14 @@ def _map_columns(
     mapping: dict[str, str | None] = {}
     for canonical, aliases in _ALIASES.items():
         if canonical in overrides:
-            if overrides[canonical] not in columns:
+            given = overrides[canonical]
+            chosen = next((c for c in columns if c.strip() == given), None)
+            if chosen is None:
                 raise DataError(
-                    f"{path}: column {overrides[canonical]!r} given for {canonical} is not in "
-                    f"the table; found: {', '.join(columns)}"
+                    f"{path}: column {given!r} given for {canonical} is not in "
+                    f"the table; found: {', '.join(c.strip() for c in columns)}"
                 )
-            mapping[canonical] = overrides[canonical]
+            mapping[canonical] = chosen
             continue
         spellings = [
             alias + suffix
@@ -202,7 +204,8 @@ def _map_columns(
         if len(columns) == 1:
             hint = " (one column only: is the delimiter something other than , ; tab or |?)"
         raise DataError(
-            f"{path}: no column for {' and '.join(missing)}; found: {', '.join(columns)}{hint}; "
+            f"{path}: no column for {' and '.join(missing)}; "
+            f"found: {', '.join(c.strip() for c in columns)}{hint}; "
             f"name them with --columns {','.join(f'{m}=COLUMN' for m in missing)}"
         )
     return mapping

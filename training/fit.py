@@ -19,7 +19,6 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from schemas import DataError, ModelManifest, ScalerParams, SegmentProfile
-from schemas.manifest import KSelection, Stability
 from training.data import CustomerTable
 from training.naming import Profile, SegmentName, follow_previous, name_segments
 from training.selection import K_RANGE, choose_k, score_ks
@@ -171,7 +170,9 @@ def _segment_stats(
     if not members.any():
         return {}, {}
     ranges = {
-        column: [float(v) for v in np.quantile(frame[column].to_numpy()[members], [0.05, 0.95])]
+        column: [
+            round(float(v), 2) for v in np.quantile(frame[column].to_numpy()[members], [0.05, 0.95])
+        ]
         for column in ("age", "annual_income")
     }
     codes = frame["gender"].cat.codes.to_numpy()[members]
@@ -236,85 +237,17 @@ def fit_model(
         )
 
     step("describing segments")
-    manifest = _manifest(
-        table,
-        features,
-        scaler,
-        kmeans,
-        names,
-        selection,
-        stability,
-        previous,
-        random_state,
-        scaled,
-        name,
-        version,
-        created_at,
-    )
-    plot_rows = _sample(len(x), PLOT_ROWS, rng)
-    plot_sample = table.frame.iloc[plot_rows].reset_index(drop=True)
-    plot_sample = plot_sample.assign(
-        gender=plot_sample["gender"].astype(str), segment=segment_ids[labels[plot_rows]]
-    )
-    return TrainedModel(pipeline=pipeline, manifest=manifest, plot_sample=plot_sample)
-
-
-def _manifest(
-    table: CustomerTable,
-    features: list[str],
-    scaler: StandardScaler,
-    kmeans: KMeans,
-    names: list[SegmentName],
-    selection: KSelection,
-    stability: Stability | None,
-    previous: ModelManifest | None,
-    random_state: int,
-    scaled: FloatArray,
-    name: str,
-    version: str | None,
-    created_at: datetime | None,
-) -> ModelManifest:
-    centroids = kmeans.cluster_centers_
-    labels = kmeans.labels_
-    distances = np.sqrt(((scaled - centroids[labels]) ** 2).sum(axis=1))
-    raw_centroids = scaler.inverse_transform(centroids)
-    segments = []
-    for i, n in enumerate(names):
-        ranges, mix = _segment_stats(table.frame, labels, i)
-        segments.append(
-            SegmentProfile(
-                id=n.id,
-                name=n.name,
-                description=n.description,
-                action=n.action,
-                centroid=dict(zip(features, map(float, raw_centroids[i]), strict=True)),
-                size=int((labels == i).sum()),
-                distance_quantiles=_quantiles(distances[labels == i]),
-                ranges=ranges,
-                gender_mix=mix,
-            )
-        )
+    segments = _segments(table.frame, features, scaler, kmeans, names, scaled)
     created = created_at or datetime.now(UTC).replace(microsecond=0)
-    body = {
-        "features": features,
-        "centroids": centroids.tolist(),
-        "segments": [s.id for s in segments],
-        "data": table.fingerprint,
-    }
-    content_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    metrics = {
-        "inertia": float(kmeans.inertia_),
-        "k": float(len(names)),
-        "rows": float(len(scaled)),
-    }
-    chosen = next((s for s in selection.scores if s.k == len(names)), None)
-    if chosen is not None and chosen.silhouette is not None:
-        metrics["silhouette"] = chosen.silhouette
+    metrics = {"inertia": float(kmeans.inertia_), "k": float(chosen), "rows": float(len(x))}
+    rated = next((s.silhouette for s in selection.scores if s.k == chosen), None)
+    if rated is not None:
+        metrics["silhouette"] = rated
     if stability is not None:
         metrics["stability"] = stability.mean_agreement
-    return ModelManifest(
+    manifest = ModelManifest(
         name=name,
-        version=version or f"{created:%Y%m%d}-{content_hash[:8]}",
+        version=version or _version(created, features, centroids, segments, table.fingerprint),
         created_at=created,
         features=features,
         scaler=ScalerParams(mean=scaler.mean_.tolist(), scale=scaler.scale_.tolist()),
@@ -333,3 +266,58 @@ def _manifest(
         stability=stability,
         previous_version=previous.version if previous is not None else None,
     )
+    plot_rows = _sample(len(x), PLOT_ROWS, rng)
+    plot_sample = table.frame.iloc[plot_rows].reset_index(drop=True)
+    plot_sample = plot_sample.assign(
+        gender=plot_sample["gender"].astype(str), segment=segment_ids[labels[plot_rows]]
+    )
+    return TrainedModel(pipeline=pipeline, manifest=manifest, plot_sample=plot_sample)
+
+
+def _segments(
+    frame: pd.DataFrame,
+    features: list[str],
+    scaler: StandardScaler,
+    kmeans: KMeans,
+    names: list[SegmentName],
+    scaled: FloatArray,
+) -> list[SegmentProfile]:
+    centroids = kmeans.cluster_centers_
+    labels = kmeans.labels_
+    distances = np.sqrt(((scaled - centroids[labels]) ** 2).sum(axis=1))
+    raw_centroids = scaler.inverse_transform(centroids)
+    segments = []
+    for i, n in enumerate(names):
+        ranges, mix = _segment_stats(frame, labels, i)
+        segments.append(
+            SegmentProfile(
+                id=n.id,
+                name=n.name,
+                description=n.description,
+                action=n.action,
+                centroid=dict(zip(features, map(float, raw_centroids[i]), strict=True)),
+                size=int((labels == i).sum()),
+                distance_quantiles=_quantiles(distances[labels == i]),
+                ranges=ranges,
+                gender_mix=mix,
+            )
+        )
+    return segments
+
+
+def _version(
+    created: datetime,
+    features: list[str],
+    centroids: FloatArray,
+    segments: list[SegmentProfile],
+    fingerprint: str,
+) -> str:
+    """Training date plus a hash of what the model is, so equal models get equal hashes."""
+    body = {
+        "features": features,
+        "centroids": centroids.tolist(),
+        "segments": [s.id for s in segments],
+        "data": fingerprint,
+    }
+    content_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return f"{created:%Y%m%d}-{content_hash[:8]}"

@@ -40,6 +40,7 @@ def _write(tmp_path: Path, text: str, name: str = "customers.csv") -> Path:
         ("Age\tIncome_k\tRegion\n19\t15\tnorth\n", {"age": "Age"}, "thousands"),
         ("AGE|Yearly Income|Gender\n19|15000|m\n", {"age": "AGE", "gender": "Gender"}, "dollars"),
         ("Customer Age,Salary (thousands)\n19,15\n", {"age": "Customer Age"}, "thousands"),
+        ("Age, Income (k$), Sex\n19, 15, M\n", {"age": "Age", "gender": " Sex"}, "thousands"),
     ],
 )
 def test_common_spellings_and_units_are_recognised(
@@ -204,3 +205,23 @@ def test_the_fingerprint_follows_the_usable_values(tmp_path: Path) -> None:
     same = load_customers(_write(tmp_path, "Age,Income,Note\n30,40000,x\nbad,1,y\n", "b.csv"))
     other = load_customers(_write(tmp_path, "age,income\n31,40000\n", "c.csv"))
     assert first.fingerprint == same.fingerprint != other.fingerprint
+
+
+def test_parquet_text_columns_are_checked_like_csv_cells(tmp_path: Path) -> None:
+    path = tmp_path / "customers.parquet"
+    pd.DataFrame(
+        {"age": ["30", " 41 ", "abc", "NULL"], "income": ["1e5", "5e4", "1", "2"]}
+    ).to_parquet(path)
+    table = load_customers(path)
+    assert table.frame[["age", "annual_income"]].to_numpy().tolist() == [
+        [30.0, 100_000.0],
+        [41.0, 50_000.0],
+    ]
+    assert table.bad_rows.excluded == {"non_numeric_age": 1, "missing_age": 1}
+
+
+def test_a_column_that_cannot_hold_numbers_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "customers.parquet"
+    pd.DataFrame({"age": [True, False], "income": [1.0, 2.0]}).to_parquet(path)
+    with pytest.raises(DataError, match="column 'age' holds bool, not numbers"):
+        load_customers(path)
