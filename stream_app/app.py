@@ -98,6 +98,8 @@ def create_app(settings: Settings) -> SegmentationApp:
         # A killed worker's partitions move on after this long, not Faust's default minute.
         broker_session_timeout=settings.session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.session_timeout_ms / 1000 / 5,
+        # SSL and SASL exactly as the aiokafka clients get them from kafka_client_options().
+        broker_credentials=settings.broker_credentials(),
     )
     # Raw bytes in: decoding happens inside the agent so a bad record can never kill the
     # stream (a decode error raised by Faust itself inside take() can: robinhood/faust#586).

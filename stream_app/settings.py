@@ -2,20 +2,73 @@
 
 from __future__ import annotations
 
+import logging
+import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas import ConfigurationError
+
+if TYPE_CHECKING:
+    from faust.auth import Credentials
+
 __all__ = ["Settings", "get_settings", "settings_table"]
+
+_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+_SSL_PROTOCOLS = ("SSL", "SASL_SSL")
+_SSL_FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+
+
+def _variable(name: str) -> str:
+    return f"SEGSTREAM_{name.upper()}"
+
+
+class _HideSaslTokens(logging.Filter):
+    """Blank out SASL tokens in aiokafka's debug log of every request it sends.
+
+    With PLAIN the token is the password itself: `SEGSTREAM_LOG_LEVEL=debug` would print it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(map(_is_sasl_token, record.args)):
+            record.args = tuple(
+                "<SASL token hidden>" if _is_sasl_token(arg) else arg for arg in record.args
+            )
+        return True
+
+
+def _is_sasl_token(arg: object) -> bool:
+    return type(arg).__name__.startswith("SaslAuthenticateRequest")
+
+
+def _hide_sasl_tokens() -> None:
+    """Install the filter on the logger aiokafka sends requests through, once per process."""
+    logger = logging.getLogger("aiokafka.conn")
+    if not any(isinstance(f, _HideSaslTokens) for f in logger.filters):
+        logger.addFilter(_HideSaslTokens())
+
+
+def _one_line(error: ValidationError) -> str:
+    """Every problem of a ValidationError on one line, naming variables, never their values."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = item["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in item["loc"])
+        problems.append(f"{_variable(where)}: {message}" if where else message)
+    return "invalid settings: " + "; ".join(problems)
 
 
 class Settings(BaseSettings):
     """Settings of the worker and the Kafka-facing commands; read once, frozen."""
 
-    model_config = SettingsConfigDict(env_prefix="SEGSTREAM_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a refused value may be a password; errors name the variable only.
+    model_config = SettingsConfigDict(
+        env_prefix="SEGSTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port"
@@ -61,6 +114,95 @@ class Settings(BaseSettings):
     model_signing_key: SecretStr | None = Field(
         default=None, description="HMAC key; when set, only manifests signed with it are used"
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, for every Kafka connection",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN",
+        description=(
+            "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; PLAIN sends the password as is: use SASL_SSL"
+        ),
+    )
+    sasl_username: str | None = Field(
+        default=None, description="SASL user (SASL_PLAINTEXT, SASL_SSL)"
+    )
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password; never logged or shown"
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) that signed the broker's certificate; default: system CAs",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="client certificate (PEM) for mutual TLS"
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="client private key (PEM), unless SEGSTREAM_SSL_CERTFILE holds it"
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="password of an encrypted client key; never logged or shown"
+    )
+    ssl_check_hostname: bool = Field(
+        default=True, description="check that the broker's certificate names the host connected to"
+    )
+
+    def __init__(self, **values: Any) -> None:
+        """Read and check the settings; a ConfigurationError names every problem on one line."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            # One readable line for the CLI; `from None` drops pydantic's multi-line report.
+            raise ConfigurationError(_one_line(exc)) from None
+
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        # sasl_ssl and scram-sha-256 mean the same; aiokafka and Faust want them in capitals.
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        protocol = self.security_protocol
+        if protocol in _SASL_PROTOCOLS:
+            missing = [
+                _variable(name)
+                for name in ("sasl_username", "sasl_password")
+                if not _given(getattr(self, name))
+            ]
+            if missing:
+                raise ValueError(
+                    f"SEGSTREAM_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)}"
+                )
+        else:
+            # Credentials that would be silently ignored mean a connection without them.
+            stray = [
+                _variable(n) for n in ("sasl_username", "sasl_password") if _given(getattr(self, n))
+            ]
+            if stray:
+                raise ValueError(
+                    f"{' and '.join(stray)} set, but SEGSTREAM_SECURITY_PROTOCOL={protocol} does "
+                    "not use SASL; use SASL_PLAINTEXT or SASL_SSL"
+                )
+        if protocol not in _SSL_PROTOCOLS:
+            stray = [
+                _variable(n) for n in (*_SSL_FILES, "ssl_key_password") if _given(getattr(self, n))
+            ]
+            if stray:
+                raise ValueError(
+                    f"{' and '.join(stray)} set, but SEGSTREAM_SECURITY_PROTOCOL={protocol} does "
+                    "not use TLS; use SSL or SASL_SSL"
+                )
+        if (self.ssl_keyfile or self.ssl_key_password) and not self.ssl_certfile:
+            raise ValueError(
+                "SEGSTREAM_SSL_KEYFILE and SEGSTREAM_SSL_KEY_PASSWORD belong to a client "
+                "certificate: set SEGSTREAM_SSL_CERTFILE too"
+            )
+        for name in _SSL_FILES:
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{_variable(name)}: no such file {path}")
+        return self
 
     @property
     def batch_window(self) -> float:
@@ -69,12 +211,74 @@ class Settings(BaseSettings):
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Connection options shared by every aiokafka client segstream creates."""
-        return {"bootstrap_servers": self.bootstrap_servers}
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in _SASL_PROTOCOLS:
+            assert self.sasl_password is not None  # checked when the settings were read
+            _hide_sasl_tokens()
+            options.update(
+                sasl_mechanism=self.sasl_mechanism,
+                # aiokafka takes the "plain" pair for the SCRAM mechanisms too.
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value(),
+            )
+        if self.security_protocol in _SSL_PROTOCOLS:
+            options["ssl_context"] = self.ssl_context()
+        return options
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for SSL and SASL_SSL, built from the ssl_* settings; else None."""
+        if self.security_protocol not in _SSL_PROTOCOLS:
+            return None
+        from aiokafka.helpers import create_ssl_context
+
+        key_password = self.ssl_key_password
+        try:
+            context: ssl.SSLContext = create_ssl_context(
+                cafile=self.ssl_cafile,
+                certfile=self.ssl_certfile,
+                keyfile=self.ssl_keyfile,
+                # A callable: with no password OpenSSL would prompt on the terminal for one.
+                password=lambda: key_password.get_secret_value() if key_password else "",
+            )
+        except (OSError, ValueError) as exc:
+            # ssl.SSLError is an OSError; its text names the problem, never the password.
+            raise ConfigurationError(
+                "cannot set up TLS from SEGSTREAM_SSL_CAFILE, SEGSTREAM_SSL_CERTFILE and "
+                f"SEGSTREAM_SSL_KEYFILE (is SEGSTREAM_SSL_KEY_PASSWORD right?): {exc}"
+            ) from None
+        context.check_hostname = self.ssl_check_hostname
+        return context
+
+    def broker_credentials(self) -> Credentials | None:
+        """What Faust's `broker_credentials` takes for the same connection; None for PLAINTEXT."""
+        import faust
+
+        if self.security_protocol in _SASL_PROTOCOLS:
+            assert self.sasl_password is not None  # checked when the settings were read
+            _hide_sasl_tokens()
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password.get_secret_value(),
+                mechanism=self.sasl_mechanism,
+                ssl_context=self.ssl_context(),
+            )
+        if self.security_protocol == "SSL":
+            return faust.SSLCredentials(self.ssl_context())
+        return None
 
     @property
     def broker_url(self) -> str:
         """Faust broker URL list built from bootstrap_servers."""
         return ";".join(f"kafka://{h.strip()}" for h in self.bootstrap_servers.split(",") if h)
+
+
+def _given(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return bool(value)
 
 
 @lru_cache(maxsize=1)
