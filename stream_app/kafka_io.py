@@ -57,8 +57,8 @@ def _key_of(value: bytes) -> bytes | None:
     """The customer_id of a JSON signup, used as the record key; None when unreadable."""
     try:
         body = json.loads(value)
-    except ValueError:
-        return None
+    except (ValueError, RecursionError):
+        return None  # the worker dead-letters it; replay only needs a key when there is one
     customer_id = body.get("customer_id") if isinstance(body, dict) else None
     return customer_id.encode() if isinstance(customer_id, str) and customer_id else None
 
