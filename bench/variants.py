@@ -1,6 +1,6 @@
 """Bench-only variants of `segstream worker`, to see where Faust's per-event time goes.
 
-`python -m bench.variants` runs exactly `segstream worker` after patching stream_app.app in
+`python -m bench.variants` runs exactly `segstream worker` after patching stream_app.agents in
 this process only; BENCH_VARIANT names the patches (comma-separated):
 
 - faust-passthrough: every input record is sent on unchanged, with no decoding or scoring,
@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import stream_app.app as app_module
+import stream_app.agents as agents_module
 import stream_app.transactions as transactions_module
 from stream_app.pipeline import BatchOutcome, OutgoingRecord, SourceRecord
 
@@ -55,9 +55,9 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variants: {sorted(unknown)}")
     if "faust-passthrough" in variants:
-        app_module.process_records = _passthrough  # type: ignore[assignment]
+        agents_module.process_records = _passthrough  # type: ignore[assignment]
     if "producer-send" in variants:
-        app_module._send_all = _producer_send
+        agents_module._send_all = _producer_send
     if "txn-no-linger" in variants:
         transactions_module.AIOKafkaProducer = _no_linger_producer  # type: ignore[misc]
     from stream_app.cli import main as segstream_main

@@ -1,82 +1,39 @@
-"""The Faust app: settings, topics, the scoring agent, the model loader and health views."""
+"""The Faust app: settings, topics and live state; agents and views are wired in from beside it."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
-from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream_app.follower import ModelFollower
 from stream_app.metrics import WorkerMetrics
-from stream_app.pipeline import BatchOutcome, OutgoingRecord, SourceRecord, process_records
 from stream_app.settings import Settings
-from stream_app.shadow import compare
 from stream_app.state import WorkerState
-from stream_app.transactions import PartitionTransactions
 
 __all__ = ["SegmentationApp", "create_app"]
-
-log = logging.getLogger(__name__)
-
-_RETRY_SECONDS = 1.0
 
 
 @dataclass
 class SegmentationApp:
-    """A Faust app wired for segmentation, with its topics and live state."""
+    """A Faust app wired for segmentation, with its topics, live state and metrics."""
 
     app: faust.App
     settings: Settings
-    state: WorkerState
     input_topic: Any
     output_topic: Any
     dlq_topic: Any
-    agent: Any
-
-
-def _source_record(event: Any) -> SourceRecord:
-    message = event.message
-    return SourceRecord(
-        key=message.key,
-        value=message.value,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=message.timestamp,
-    )
-
-
-def _record(
-    state: WorkerState, metrics: WorkerMetrics, consumed: int, outcome: BatchOutcome
-) -> None:
-    state.consumed += consumed
-    state.assigned += len(outcome.assignments)
-    state.dead_lettered += len(outcome.dead_letters)
-    state.segments.update(outcome.segment_counts)
-    state.dead_letter_reasons.update(outcome.reason_counts)
-    metrics.events.labels("assigned").inc(len(outcome.assignments))
-    metrics.events.labels("dead_lettered").inc(len(outcome.dead_letters))
-    for segment_id, n in outcome.segment_counts.items():
-        metrics.segments.labels(segment_id).inc(n)
-    for reason, n in outcome.reason_counts.items():
-        metrics.dead_letters.labels(reason).inc(n)
-
-
-async def _send_all(topic: Any, records: Sequence[OutgoingRecord]) -> None:
-    for record in records:
-        await topic.send(key=record.key, value=record.value, headers=record.headers)
+    model_topic: Any
+    state: WorkerState = field(default_factory=WorkerState)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    agent: Any = None
 
 
 def create_app(settings: Settings) -> SegmentationApp:
     """Build the Faust app for settings; nothing connects until it is started."""
+    from stream_app.agents import register_agents
+    from stream_app.views import register_views
+
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -103,131 +60,14 @@ def create_app(settings: Settings) -> SegmentationApp:
     )
     # Raw bytes in: decoding happens inside the agent so a bad record can never kill the
     # stream (a decode error raised by Faust itself inside take() can: robinhood/faust#586).
-    input_topic = app.topic(settings.input_topic, key_type=bytes, value_type=bytes)
-    output_topic = app.topic(settings.output_topic, key_type=bytes, value_type=bytes)
-    dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
-    model_topic = app.topic(settings.model_topic, key_type=bytes, value_type=bytes)
-    state = WorkerState()
-    metrics = WorkerMetrics()
-
-    transactions = PartitionTransactions(settings)
-    exactly_once = settings.processing_guarantee == "exactly_once"
-
-    async def deliver(
-        tp: TopicPartition, records: list[SourceRecord], outcome: BatchOutcome
-    ) -> bool:
-        """Send one partition's results; False when the partition was taken away meanwhile."""
-        if not exactly_once:
-            await _send_all(output_topic, outcome.assignments)
-            await _send_all(dlq_topic, outcome.dead_letters)
-            return True
-        outgoing = [(settings.output_topic, r) for r in outcome.assignments] + [
-            (settings.dlq_topic, r) for r in outcome.dead_letters
-        ]
-        next_offset = max(r.offset for r in records) + 1
-        while True:
-            # Until the transaction commits, nothing of this batch is visible or acknowledged,
-            # so a retry after a broker outage can neither lose nor duplicate anything.
-            try:
-                return await transactions.commit(tp, outgoing, next_offset)
-            except KafkaError as exc:
-                log.warning("segstream: transaction for %s failed, retrying: %r", tp, exc)
-                await asyncio.sleep(_RETRY_SECONDS)
-
-    async def score_signups(stream: Any) -> None:
-        # No model, no consuming: nothing is committed, and nothing is guessed.
-        await state.model_ready.wait()
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            by_partition: dict[TopicPartition, list[SourceRecord]] = {}
-            for event in events:
-                record = _source_record(event)
-                tp = TopicPartition(record.topic, record.partition)
-                by_partition.setdefault(tp, []).append(record)
-            # One scorer (and candidate) per batch: a model switch lands between batches, and
-            # every assignment carries the version that scored it.
-            scorer, candidate = state.require_scorer(), state.candidate
-            outcomes = {
-                tp: process_records(
-                    records,
-                    scorer,
-                    consumer_group=settings.app_id,
-                    max_event_bytes=settings.max_event_bytes,
-                    echo_customer=settings.echo_customer,
-                )
-                for tp, records in by_partition.items()
-            }
-            delivered = await asyncio.gather(
-                *(deliver(tp, by_partition[tp], outcome) for tp, outcome in outcomes.items())
-            )
-            for (tp, outcome), done in zip(outcomes.items(), delivered, strict=True):
-                if done:
-                    _record(state, metrics, len(by_partition[tp]), outcome)
-            if candidate is not None:
-                records = [r for rs in by_partition.values() for r in rs]
-                compared, pairs = compare(records, scorer, candidate, settings.max_event_bytes)
-                if state.candidate is candidate:
-                    state.shadow_compared += compared
-                    state.shadow_pairs.update(pairs)
-                metrics.shadow_compared.inc(compared)
-                for pair, n in pairs.items():
-                    live_id, candidate_id = pair.split("->")
-                    metrics.shadow_disagreements.labels(live_id, candidate_id).inc(n)
-
-    # faust types signal receivers more narrowly than it calls them (sender, payload, signal=).
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        await transactions.revoke(TopicPartition(tp.topic, tp.partition) for tp in revoked)
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        transactions.assigned(TopicPartition(tp.topic, tp.partition) for tp in assigned)
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def on_shutdown(sender: Any, **_: Any) -> None:
-        await transactions.close()
-
-    agent = app.agent(input_topic, name="score-signups")(score_signups)
-
-    async def _send_model_record(key: bytes, value: bytes) -> None:
-        await model_topic.send(key=key, value=value)
-
-    follower = ModelFollower(settings, state, metrics, _send_model_record)
-
-    @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
-    async def follow_models() -> None:
-        """Load the live model from the model topic (or the file fallback) and keep following."""
-        await follower.run()
-
-    @app.page("/health")
-    class Health(View):
-        """Liveness: the process and its event loop answer."""
-
-        async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", **state.snapshot()})
-
-    @app.page("/ready")
-    class Ready(View):
-        """Readiness: a valid model is loaded and the consumer is running."""
-
-        async def get(self, request: Request) -> Response:
-            ready = state.scorer is not None and bool(app.consumer.started)
-            body = {"ready": ready, **state.snapshot()}
-            return self.json(body, status=200 if ready else 503)
-
-    @app.page("/metrics")
-    class Metrics(View):
-        """Prometheus metrics."""
-
-        async def get(self, request: Request) -> Response:
-            body = generate_latest(metrics.registry)
-            return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-    return SegmentationApp(
+    segmentation = SegmentationApp(
         app=app,
         settings=settings,
-        state=state,
-        input_topic=input_topic,
-        output_topic=output_topic,
-        dlq_topic=dlq_topic,
-        agent=agent,
+        input_topic=app.topic(settings.input_topic, key_type=bytes, value_type=bytes),
+        output_topic=app.topic(settings.output_topic, key_type=bytes, value_type=bytes),
+        dlq_topic=app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes),
+        model_topic=app.topic(settings.model_topic, key_type=bytes, value_type=bytes),
     )
+    register_agents(segmentation)
+    register_views(segmentation)
+    return segmentation
