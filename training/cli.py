@@ -159,6 +159,9 @@ def train_command(
     name: Annotated[str, typer.Option(help="model name")] = "customer-segments",
     version: Annotated[str | None, typer.Option(help="model version (default: date-hash)")] = None,
     report: Annotated[bool, typer.Option(help="write report.html and PNGs")] = True,
+    publish: Annotated[
+        bool, typer.Option(help="publish the model live to the model topic (see segstream publish)")
+    ] = False,
 ) -> None:
     """Fit K-Means on a customer table and save a versioned, named model with its report."""
     from training.data import load_customers, parse_column_overrides
@@ -206,7 +209,22 @@ def train_command(
     _print_summary(model.manifest)
     if report_path is not None:
         _say(f"report: {report_path}")
+    if publish:
+        _publish(model.manifest)
     typer.echo(directory)
+
+
+def _publish(manifest: ModelManifest) -> None:
+    """Publish manifest live exactly as `segstream publish MODEL_DIR` does."""
+    import asyncio
+
+    from stream_app.model_registry import publish_manifest
+    from stream_app.settings import get_settings
+
+    settings = get_settings()
+    asyncio.run(publish_manifest(settings, manifest))
+    signed = "signed" if settings.model_signing_key else "unsigned"
+    _say(f"published {manifest.name} {manifest.version} live on {settings.model_topic} ({signed})")
 
 
 def report_command(

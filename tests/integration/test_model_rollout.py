@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.conftest import (
     Broker,
@@ -205,3 +207,48 @@ def test_publish_swap_refuse_shadow_and_rollback_with_two_workers(
     listed = run_segstream(["models"], env=env)
     assert "live: v1" in listed.stdout
     print(f"v1 -> v2 live on both workers after {switch_seconds:.2f} s")
+
+
+def test_train_publish_creates_the_compacted_topic_and_goes_live(
+    kafka: Broker, names: Names, tmp_path: Path
+) -> None:
+    customers = tmp_path / "customers.csv"
+    made = run_segstream(["generate", "customers", "--n", "300", "--out", str(customers)])
+    assert made.returncode == 0, made.stderr
+    env = segstream_env(kafka, names)
+    trained = run_segstream(
+        [
+            "train",
+            "--data",
+            str(customers),
+            "--k",
+            "4",
+            "--out",
+            str(tmp_path / "models"),
+            "--version",
+            "first",
+            "--resamples",
+            "0",
+            "--no-report",
+            "--publish",
+        ],
+        env=env,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "published customer-segments first live" in trained.stderr
+
+    async def cleanup_policy() -> str:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            resource = ConfigResource(ConfigResourceType.TOPIC, names.model_topic)
+            (response,) = await admin.describe_configs([resource])
+            entries = response.to_object()["resources"][0]["config_entries"]
+            return next(e["config_value"] for e in entries if e["config_names"] == "cleanup.policy")
+        finally:
+            await admin.close()
+
+    assert asyncio.run(cleanup_policy()) == "compact"
+    listed = run_segstream(["models"], env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "live: first" in listed.stdout
