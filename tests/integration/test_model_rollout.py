@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -54,12 +55,16 @@ def _wait_for_version(workers: list[WorkerProcess], version: str, timeout: float
     pytest.fail(f"workers did not switch to {version} within {timeout} s: {versions}")
 
 
-def _train(tmp_path: Path, seed: int, version: str) -> Path:
+def _train(
+    tmp_path: Path, seed: int, version: str, *options: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Generate 600 customers with seed and train model version on them."""
     customers = tmp_path / f"customers-{seed}.csv"
     made = run_segstream(
         ["generate", "customers", "--n", "600", "--seed", str(seed), "--out", str(customers)]
     )
     assert made.returncode == 0, made.stderr
+    out = str(tmp_path / "models")
     trained = run_segstream(
         [
             "train",
@@ -68,15 +73,17 @@ def _train(tmp_path: Path, seed: int, version: str) -> Path:
             "--k",
             "4",
             "--out",
-            str(tmp_path / "models"),
+            out,
             "--version",
             version,
             "--seed",
             str(seed),
-        ]
+            *options,
+        ],
+        env=env,
     )
     assert trained.returncode == 0, trained.stderr
-    return tmp_path / "models" / version
+    return trained
 
 
 def _offline_segments(model: Path, signups: Path, out: Path) -> dict[str, str]:
@@ -96,7 +103,9 @@ def test_publish_swap_refuse_shadow_and_rollback_with_two_workers(
     worker_factory: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    v1, v2, v3 = (_train(tmp_path, seed, f"v{n}") for n, seed in ((1, 11), (2, 22), (3, 33)))
+    for n, seed in ((1, 11), (2, 22), (3, 33)):
+        _train(tmp_path, seed, f"v{n}")
+    v1, v2, v3 = (tmp_path / "models" / f"v{n}" for n in (1, 2, 3))
     env = segstream_env(kafka, names, SEGSTREAM_MODEL_SIGNING_KEY=KEY)
     unsigned_env = segstream_env(kafka, names)
     assert run_segstream(["topics", "create"], env=env).returncode == 0
@@ -212,29 +221,9 @@ def test_publish_swap_refuse_shadow_and_rollback_with_two_workers(
 def test_train_publish_creates_the_compacted_topic_and_goes_live(
     kafka: Broker, names: Names, tmp_path: Path
 ) -> None:
-    customers = tmp_path / "customers.csv"
-    made = run_segstream(["generate", "customers", "--n", "300", "--out", str(customers)])
-    assert made.returncode == 0, made.stderr
     env = segstream_env(kafka, names)
-    trained = run_segstream(
-        [
-            "train",
-            "--data",
-            str(customers),
-            "--k",
-            "4",
-            "--out",
-            str(tmp_path / "models"),
-            "--version",
-            "first",
-            "--resamples",
-            "0",
-            "--no-report",
-            "--publish",
-        ],
-        env=env,
-    )
-    assert trained.returncode == 0, trained.stderr
+    options = ("--resamples", "0", "--no-report", "--publish")
+    trained = _train(tmp_path, 1, "first", *options, env=env)
     assert "published customer-segments first live" in trained.stderr
 
     async def cleanup_policy() -> str:
