@@ -215,6 +215,25 @@ def test_publish_swap_refuse_shadow_and_rollback_with_two_workers(
     _wait_for_version(workers, "v1", timeout=5)
     listed = run_segstream(["models"], env=env)
     assert "live: v1" in listed.stdout
+    more = tmp_path / "after-rollback.jsonl"
+    more.write_bytes(b"".join(v + b"\n" for v in generate_signups(200, seed=78)))
+    assert run_segstream(["replay", str(more)], env=env).returncode == 0
+    expected_total = N_EVENTS + 3_000 + 200
+    latest = wait_for_records(kafka.bootstrap, names.output_topic, expected_total)
+    assert len(latest) == expected_total
+    after = set(_offline_segments(v1, more, tmp_path / "more.jsonl"))
+    versions_after = {
+        r.json()["model_version"] for r in latest if r.json()["source_event_id"] in after
+    }
+    assert versions_after == {"v1"}
+
+    # Promote: the candidate v3 becomes live everywhere and is no longer a candidate.
+    promoted = run_segstream(["promote", "v3"], env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    _wait_for_version(workers, "v3", timeout=5)
+    listed = run_segstream(["models"], env=env)
+    assert "live: v3" in listed.stdout
+    assert "candidate: none" in listed.stdout
     print(f"v1 -> v2 live on both workers after {switch_seconds:.2f} s")
 
 
