@@ -43,8 +43,9 @@ integration: install
 test-reliability: install
 	$(BIN)/pytest tests/reliability
 
-# Not part of `make test`: about 12 minutes on 2 cores, on a broker of its own that it starts
-# and stops. `make bench BENCH_ARGS=--quick` is a one-minute smoke run; see bench/README.md.
+# Not part of `make test`: about 8 minutes on 2 cores (longer on a busy machine), on a broker
+# of its own that it starts and stops. `make bench BENCH_ARGS=--quick` is a quick smoke run;
+# the results and how they are measured are in bench/README.md.
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

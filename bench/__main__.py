@@ -343,6 +343,11 @@ async def _variants(
             {"BENCH_VARIANT": "txn-no-linger"},
         ),
         (
+            "exactly-once, no transactional linger, 10 ms batch window",
+            "variant",
+            {"BENCH_VARIANT": "txn-no-linger", "SEGSTREAM_BATCH_WINDOW_MS": "10"},
+        ),
+        (
             "exactly-once, batches of 2,000 / 50 ms",
             "worker",
             {"SEGSTREAM_BATCH_SIZE": "2000", "SEGSTREAM_BATCH_WINDOW_MS": "50"},

@@ -21,6 +21,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "Faust: Topic.send per record (incl. aiokafka send() call)",
         ("Topic.send (faust/topics.py", "_send_all (stream_app/app.py"),
     ),
+    (
+        "segstream: exactly-once send, offsets and commit (transactions.py)",
+        ("stream_app/transactions.py",),
+    ),
     ("aiokafka: producer sender, produce requests", ("aiokafka/producer/sender.py",)),
     (
         "Faust: per-message delivery to the agent (drain, on_message)",
