@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import SecretStr
@@ -30,7 +29,6 @@ from stream_app.settings import Settings
 __all__ = [
     "ModelRegistry",
     "apply_record",
-    "candidate_key",
     "ensure_model_topic",
     "promote",
     "publish_manifest",
@@ -42,7 +40,7 @@ __all__ = [
 _COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
 
 
-def candidate_key(name: str) -> bytes:
+def _candidate_key(name: str) -> bytes:
     """Key of the shadow candidate record."""
     return f"{name}#candidate".encode()
 
@@ -106,8 +104,6 @@ async def read_registry(settings: Settings, name: str) -> ModelRegistry:
         **settings.kafka_client_options(), enable_auto_commit=False, group_id=None
     )
     async with started(consumer, settings.bootstrap_servers):
-        from aiokafka import TopicPartition
-
         partitions = [TopicPartition(settings.model_topic, 0)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -172,14 +168,14 @@ async def publish_manifest(
         (_archive_key(manifest.name, manifest.version), body)
     ]
     if shadow:
-        records.append((candidate_key(manifest.name), body))
+        records.append((_candidate_key(manifest.name), body))
         registry.candidate = signed
     else:
         history = [*registry.history, manifest.version]
         records.append((_history_key(manifest.name), json.dumps(history).encode()))
         records.append((manifest.name.encode(), body))
         if registry.candidate is not None and registry.candidate.version == manifest.version:
-            records.append((candidate_key(manifest.name), None))
+            records.append((_candidate_key(manifest.name), None))
             registry.candidate = None
         registry.live, registry.history = signed, history
     registry.archive[manifest.version] = signed
@@ -206,8 +202,3 @@ async def promote(settings: Settings, name: str, version: str) -> ModelRegistry:
         known = ", ".join(sorted(registry.archive)) or "none"
         raise ManifestError(f"version {version} of {name} was never published (known: {known})")
     return await publish_manifest(settings, registry.archive[version])
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO 8601, for shadow figures."""
-    return datetime.now(UTC).isoformat()

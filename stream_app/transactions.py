@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -109,7 +108,3 @@ class PartitionTransactions:
     async def close(self) -> None:
         """Close every producer (open transactions are aborted by the next owner)."""
         await self.revoke(list(self._producers))
-
-    def owned(self) -> list[Any]:
-        """Partitions with a live producer, for health output."""
-        return sorted(self._producers)
