@@ -9,8 +9,8 @@ this process only; BENCH_VARIANT names the patches (comma-separated):
   the per-record Topic.send / FutureMessage path. Offsets are still committed only after
   Faust's commit has flushed that producer, so delivery stays at-least-once. (Only used with
   SEGSTREAM_PROCESSING_GUARANTEE=at_least_once; exactly-once sends through transactions.)
-- txn-no-linger: the per-partition transactional producers (exactly-once) get linger_ms=0.
-  Each transaction awaits its own sends right away, so a linger only delays the batch.
+- txn-linger-5ms: the per-partition transactional producers (exactly-once) get back the
+  5 ms linger they had before, to show what dropping it bought.
 
 Producer settings need no patch: Faust reads PRODUCER_LINGER, PRODUCER_MAX_BATCH_SIZE and
 friends from the environment, which the harness sets with --worker-env.
@@ -44,22 +44,22 @@ async def _producer_send(topic: Any, records: Sequence[OutgoingRecord]) -> None:
 _TransactionalProducer = transactions_module.AIOKafkaProducer
 
 
-def _no_linger_producer(*args: Any, **kwargs: Any) -> Any:
-    return _TransactionalProducer(*args, **{**kwargs, "linger_ms": 0})
+def _lingering_producer(*args: Any, **kwargs: Any) -> Any:
+    return _TransactionalProducer(*args, **{**kwargs, "linger_ms": 5})
 
 
 def main() -> None:
     """Apply the variants named in BENCH_VARIANT, then run `segstream worker`."""
     variants = {v for v in os.environ.get("BENCH_VARIANT", "").split(",") if v}
-    unknown = variants - {"faust-passthrough", "producer-send", "txn-no-linger"}
+    unknown = variants - {"faust-passthrough", "producer-send", "txn-linger-5ms"}
     if unknown:
         raise SystemExit(f"unknown variants: {sorted(unknown)}")
     if "faust-passthrough" in variants:
         agents_module.process_records = _passthrough  # type: ignore[assignment]
     if "producer-send" in variants:
         agents_module._send_all = _producer_send
-    if "txn-no-linger" in variants:
-        transactions_module.AIOKafkaProducer = _no_linger_producer  # type: ignore[misc]
+    if "txn-linger-5ms" in variants:
+        transactions_module.AIOKafkaProducer = _lingering_producer  # type: ignore[misc]
     from stream_app.cli import main as segstream_main
 
     sys.argv = ["segstream", "worker"]
