@@ -439,7 +439,7 @@ def test_every_record_of_a_batch_is_assigned_or_dead_lettered_exactly_once(
 # ------------------------------------------------------------------------------- the agent
 
 
-async def _wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+async def _wait_for(predicate: Callable[[], bool], seconds: float = 60.0) -> None:
     """Poll predicate for a while; the caller's assertions say what went wrong."""
     for _ in range(int(seconds * 100)):
         if predicate():
