@@ -60,6 +60,11 @@ async def _send_all(topic: Any, records: Sequence[OutgoingRecord]) -> None:
         await topic.send(key=record.key, value=record.value, headers=record.headers)
 
 
+async def _offsets_travel_in_transactions(offsets: Any) -> bool:
+    """Stand-in for Faust's offset commit in exactly-once mode: nothing to do here."""
+    return False
+
+
 def register_agents(segmentation: SegmentationApp) -> None:
     """Add the scoring agent, the model follower and the rebalance hooks to the app."""
     app, settings = segmentation.app, segmentation.settings
@@ -90,6 +95,11 @@ def register_agents(segmentation: SegmentationApp) -> None:
                 await asyncio.sleep(_RETRY_SECONDS)
 
     async def score_signups(stream: Any) -> None:
+        if exactly_once:
+            # Offsets travel only inside the partition transactions. Faust's own commit would
+            # also commit offsets of a batch whose transaction was aborted: take_events acks a
+            # batch even when the agent is cancelled in the middle of it.
+            app.consumer._commit = _offsets_travel_in_transactions  # type: ignore[attr-defined]
         # No model, no consuming: nothing is committed, and nothing is guessed.
         await state.model_ready.wait()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
@@ -111,9 +121,18 @@ def register_agents(segmentation: SegmentationApp) -> None:
                 )
                 for tp, records in by_partition.items()
             }
-            delivered = await asyncio.gather(
-                *(deliver(tp, by_partition[tp], outcome) for tp, outcome in outcomes.items())
+            delivery = asyncio.ensure_future(
+                asyncio.gather(
+                    *(deliver(tp, by_partition[tp], outcome) for tp, outcome in outcomes.items())
+                )
             )
+            try:
+                delivered = await asyncio.shield(delivery)
+            except asyncio.CancelledError:
+                # Faust's take_events acknowledges the whole batch when the agent is cancelled
+                # (SIGTERM), so the batch must be out before that happens, or it is lost.
+                await delivery
+                raise
             for (tp, outcome), done in zip(outcomes.items(), delivered, strict=True):
                 if done:
                     _record(state, metrics, len(by_partition[tp]), outcome)
