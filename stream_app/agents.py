@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from aiokafka.errors import KafkaError
 from stream_app.follower import ModelFollower
 from stream_app.metrics import WorkerMetrics
 from stream_app.pipeline import BatchOutcome, OutgoingRecord, SourceRecord, process_records
+from stream_app.scorer import Scorer
 from stream_app.shadow import compare
 from stream_app.state import WorkerState
 from stream_app.transactions import PartitionTransactions
@@ -58,6 +60,22 @@ def _record(
 async def _send_all(topic: Any, records: Sequence[OutgoingRecord]) -> None:
     for record in records:
         await topic.send(key=record.key, value=record.value, headers=record.headers)
+
+
+def _record_shadow(
+    state: WorkerState,
+    metrics: WorkerMetrics,
+    candidate: Scorer,
+    compared: int,
+    pairs: Counter[str],
+) -> None:
+    if state.candidate is candidate:  # a newer candidate starts its figures from zero
+        state.shadow_compared += compared
+        state.shadow_pairs.update(pairs)
+    metrics.shadow_compared.inc(compared)
+    for pair, n in pairs.items():
+        live_id, candidate_id = pair.split("->")
+        metrics.shadow_disagreements.labels(live_id, candidate_id).inc(n)
 
 
 async def _offsets_travel_in_transactions(offsets: Any) -> bool:
@@ -134,18 +152,11 @@ def register_agents(segmentation: SegmentationApp) -> None:
                 await delivery
                 raise
             for (tp, outcome), done in zip(outcomes.items(), delivered, strict=True):
-                if done:
-                    _record(state, metrics, len(by_partition[tp]), outcome)
-            if candidate is not None:
-                records = [r for rs in by_partition.values() for r in rs]
-                compared, pairs = compare(records, scorer, candidate, settings.max_event_bytes)
-                if state.candidate is candidate:
-                    state.shadow_compared += compared
-                    state.shadow_pairs.update(pairs)
-                metrics.shadow_compared.inc(compared)
-                for pair, n in pairs.items():
-                    live_id, candidate_id = pair.split("->")
-                    metrics.shadow_disagreements.labels(live_id, candidate_id).inc(n)
+                if not done:
+                    continue  # the partition's next owner scores and counts these
+                _record(state, metrics, len(by_partition[tp]), outcome)
+                if candidate is not None:
+                    _record_shadow(state, metrics, candidate, *compare(outcome, scorer, candidate))
 
     # faust types signal receivers more narrowly than it calls them (sender, payload, signal=).
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -56,6 +56,9 @@ class BatchOutcome:
     dead_letters: list[OutgoingRecord] = field(default_factory=list)
     segment_counts: dict[str, int] = field(default_factory=dict)
     reason_counts: dict[str, int] = field(default_factory=dict)
+    #: The valid signups and their live labels, so shadow scoring need not decode again.
+    signups: list[CustomerSignup] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
 
 
 def _encode(raw: bytes | None) -> tuple[str | None, str]:
@@ -130,6 +133,7 @@ def process_records(
     signups = [signup for _, signup in valid]
     scored = scorer.score(feature_matrix(signups, manifest.features))
     labels = scored.labels.tolist()
+    outcome.signups, outcome.labels = signups, labels
     values = _assignment_values(
         signups,
         labels,
