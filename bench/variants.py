@@ -5,23 +5,28 @@ this process only; BENCH_VARIANT names the patches (comma-separated):
 
 - faust-passthrough: every input record is sent on unchanged, with no decoding or scoring,
   through the worker's own Faust agent and send path: the floor of the Faust app itself.
-- producer-send: assignments go straight to Faust's producer (`app.producer.send`), skipping
-  the per-record Topic.send / FutureMessage path. Offsets are still committed only after
-  Faust's commit has flushed that producer, so delivery stays at-least-once. (Only used with
-  SEGSTREAM_PROCESSING_GUARANTEE=at_least_once; exactly-once sends through transactions.)
+- drain-unguarded: Faust's consumer hands each record to the streams by awaiting the
+  callback alone, instead of `wait_first(callback(message), suspend_flow.wait())`, which
+  creates four tasks and an `asyncio.wait` per record (faust/transport/consumer.py,
+  `_drain_messages`). The guard is there so that a rebalance cannot deadlock a full stream
+  buffer (faust-streaming#229), so this is unsafe in production; it measures what the guard
+  costs. Faust being far slower than a bare aiokafka consumer is robinhood/faust#563.
 - txn-linger-5ms: the per-partition transactional producers (exactly-once) get back the
   5 ms linger they had before, to show what dropping it bought.
 
-Producer settings need no patch: Faust reads PRODUCER_LINGER, PRODUCER_MAX_BATCH_SIZE and
-friends from the environment, which the harness sets with --worker-env.
+Faust's own settings need no patch: Faust reads STREAM_BUFFER_MAXSIZE, PRODUCER_LINGER and
+friends from the environment, which the harness sets per variant or with --worker-env.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from faust.transport.consumer import Consumer as FaustConsumer
 
 import stream_app.agents as agents_module
 import stream_app.transactions as transactions_module
@@ -34,11 +39,11 @@ def _passthrough(records: Sequence[SourceRecord], *_args: Any, **_kwargs: Any) -
     )
 
 
-async def _producer_send(topic: Any, records: Sequence[OutgoingRecord]) -> None:
-    producer = topic.app.producer
-    name = topic.get_topic_name()
-    for record in records:
-        await producer.send(name, record.key, record.value, None, None, record.headers)
+async def _callback_only(_consumer: Any, callback: Any, *guards: Any, **_: Any) -> Any:
+    for guard in guards:
+        if asyncio.iscoroutine(guard):
+            guard.close()
+    return await callback
 
 
 _TransactionalProducer = transactions_module.AIOKafkaProducer
@@ -51,13 +56,13 @@ def _lingering_producer(*args: Any, **kwargs: Any) -> Any:
 def main() -> None:
     """Apply the variants named in BENCH_VARIANT, then run `segstream worker`."""
     variants = {v for v in os.environ.get("BENCH_VARIANT", "").split(",") if v}
-    unknown = variants - {"faust-passthrough", "producer-send", "txn-linger-5ms"}
+    unknown = variants - {"faust-passthrough", "drain-unguarded", "txn-linger-5ms"}
     if unknown:
         raise SystemExit(f"unknown variants: {sorted(unknown)}")
     if "faust-passthrough" in variants:
         agents_module.process_records = _passthrough  # type: ignore[assignment]
-    if "producer-send" in variants:
-        agents_module._send_all = _producer_send
+    if "drain-unguarded" in variants:
+        FaustConsumer.wait_first = _callback_only  # type: ignore[method-assign,assignment]
     if "txn-linger-5ms" in variants:
         transactions_module.AIOKafkaProducer = _lingering_producer  # type: ignore[misc]
     from stream_app.cli import main as segstream_main

@@ -57,9 +57,12 @@ def _record(
         metrics.dead_letters.labels(reason).inc(n)
 
 
-async def _send_all(topic: Any, records: Sequence[OutgoingRecord]) -> None:
+async def _send_all(producer: Any, topic: str, records: Sequence[OutgoingRecord]) -> None:
+    # Straight to Faust's producer rather than Topic.send, which wraps every record in message
+    # objects and callbacks (22% more events/s measured, bench/README.md). Nothing is lost:
+    # Faust flushes this producer before it commits any offset.
     for record in records:
-        await topic.send(key=record.key, value=record.value, headers=record.headers)
+        await producer.send(topic, record.key, record.value, None, None, record.headers)
 
 
 def _record_shadow(
@@ -87,7 +90,6 @@ def register_agents(segmentation: SegmentationApp) -> None:
     """Add the scoring agent, the model follower and the rebalance hooks to the app."""
     app, settings = segmentation.app, segmentation.settings
     state, metrics = segmentation.state, segmentation.metrics
-    output_topic, dlq_topic = segmentation.output_topic, segmentation.dlq_topic
     transactions = PartitionTransactions(settings)
     exactly_once = settings.processing_guarantee == "exactly_once"
 
@@ -96,8 +98,8 @@ def register_agents(segmentation: SegmentationApp) -> None:
     ) -> bool:
         """Send one partition's results; False when the partition was taken away meanwhile."""
         if not exactly_once:
-            await _send_all(output_topic, outcome.assignments)
-            await _send_all(dlq_topic, outcome.dead_letters)
+            await _send_all(app.producer, settings.output_topic, outcome.assignments)
+            await _send_all(app.producer, settings.dlq_topic, outcome.dead_letters)
             return True
         outgoing = [(settings.output_topic, r) for r in outcome.assignments] + [
             (settings.dlq_topic, r) for r in outcome.dead_letters

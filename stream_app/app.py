@@ -48,6 +48,10 @@ def create_app(settings: Settings) -> SegmentationApp:
         web_port=settings.web_port,
         datadir=str(settings.data_dir),
         producer_acks=-1,
+        # At-least-once sends each batch through this producer: a 5 ms linger and 256 KiB
+        # batches let it fill requests (bench/README.md). Exactly-once uses its own producers.
+        producer_linger=0.005,
+        producer_max_batch_size=262_144,
         store="memory://",
         # On shutdown, do not wait for buffered events: they are not committed, so the next
         # owner of the partition scores them; waiting could block a stop indefinitely.

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import CustomerSignup, Gender, assignment_event_id, export_json_schemas
@@ -86,6 +89,13 @@ def test_assignment_ids_are_deterministic_per_event_and_model_version() -> None:
     assert first == assignment_event_id("e-1", "v1")
     assert first != assignment_event_id("e-1", "v2")
     assert first != assignment_event_id("e-2", "v1")
+
+
+@given(source_event_id=st.text(), model_version=st.text())
+def test_assignment_ids_are_the_standard_uuid5(source_event_id: str, model_version: str) -> None:
+    namespace = uuid.UUID("6f1c2d8e-3a57-5b8e-9d0c-5e9a4b7f2c11")
+    expected = uuid.uuid5(namespace, f"{source_event_id}\x1f{model_version}")
+    assert assignment_event_id(source_event_id, model_version) == str(expected)
 
 
 def test_all_four_json_schemas_are_exported(tmp_path: Path) -> None:

@@ -6,13 +6,12 @@ import asyncio
 import gc
 import json
 from collections.abc import Callable
-from unittest.mock import AsyncMock
 
 import pytest
 
 from stream_app.app import create_app
 from stream_app.settings import Settings
-from tests.unit.stream_app.toy import toy_manifest
+from tests.unit.stream_app.toy import capture_sends, toy_manifest
 
 # Constructing a faust.App outside its worker opens an event loop and a socket pair of its own
 # that Faust never closes; that leak is Faust's, not the agent's.
@@ -45,8 +44,7 @@ def test_agent_sends_assignments_and_dead_letters_and_keeps_going() -> None:
         segmentation.state.use(
             toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])
         )
-        segmentation.output_topic.send = AsyncMock()
-        segmentation.dlq_topic.send = AsyncMock()
+        sent = capture_sends(segmentation.app)
         async with segmentation.agent.test_context() as agent:
             await agent.put(b"{broken", key=b"c-0")
             await agent.put(GOOD, key=b"c-1")
@@ -55,12 +53,13 @@ def test_agent_sends_assignments_and_dead_letters_and_keeps_going() -> None:
         state = segmentation.state
         assert (state.consumed, state.assigned, state.dead_lettered) == (3, 1, 2)
         assert dict(state.dead_letter_reasons) == {"not_json": 1, "key_mismatch": 1}
-        (sent,) = segmentation.output_topic.send.await_args_list
-        assert sent.kwargs["key"] == b"c-1"
-        assert json.loads(sent.kwargs["value"])["segment_id"] == "segment-1"
+        settings = segmentation.settings
+        assert set(sent) == {settings.output_topic, settings.dlq_topic}
+        (assignment,) = sent[settings.output_topic]
+        assert assignment.key == b"c-1"
+        assert json.loads(assignment.value or b"")["segment_id"] == "segment-1"
         reasons = [
-            dict(call.kwargs["headers"])["__connect.errors.reason"]
-            for call in segmentation.dlq_topic.send.await_args_list
+            dict(letter.headers)["__connect.errors.reason"] for letter in sent[settings.dlq_topic]
         ]
         assert reasons == [b"not_json", b"key_mismatch"]
 
@@ -73,19 +72,19 @@ def test_agent_consumes_nothing_until_a_model_is_loaded() -> None:
         segmentation = create_app(
             Settings(app_id="agent-test-2", batch_window_ms=5, processing_guarantee="at_least_once")
         )
-        segmentation.output_topic.send = AsyncMock()
+        sent = capture_sends(segmentation.app)
         async with segmentation.agent.test_context() as agent:
             # wait=False: the agent must not process it yet, so nothing would ever return.
             await agent.put(GOOD, key=b"c-1", wait=False)
             await asyncio.sleep(0.2)
             assert segmentation.state.consumed == 0
-            segmentation.output_topic.send.assert_not_awaited()
+            assert sent == {}
             segmentation.state.use(
                 toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])
             )
             await _wait_for(lambda: segmentation.state.consumed == 1)
         assert segmentation.state.assigned == 1
-        segmentation.output_topic.send.assert_awaited_once()
+        assert [len(records) for records in sent.values()] == [1]
 
     asyncio.run(scenario())
     gc.collect()  # surface Faust's leak here, under this module's filter

@@ -13,7 +13,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from unittest.mock import AsyncMock
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -25,7 +24,7 @@ from stream_app.decoding import decode_signup
 from stream_app.pipeline import SourceRecord, process_records
 from stream_app.scorer import Scorer
 from stream_app.settings import Settings
-from tests.unit.stream_app.toy import toy_manifest
+from tests.unit.stream_app.toy import capture_sends, toy_manifest
 
 # The worker's default: deep nesting needs room to reach past any recursion limit.
 MAX_BYTES = 65_536
@@ -481,8 +480,7 @@ def test_the_agent_survives_generated_payloads_and_accounts_for_each(
         state.use(manifest)
         # A shadow candidate too, so its comparison sees the same payloads.
         state.use_candidate(candidate.model_copy(update={"version": "candidate"}))
-        segmentation.output_topic.send = AsyncMock()
-        segmentation.dlq_topic.send = AsyncMock()
+        sent = capture_sends(segmentation.app)
         errors: list[BaseException] = []
 
         async def on_error(agent: object, exc: BaseException) -> None:
@@ -504,14 +502,8 @@ def test_the_agent_survives_generated_payloads_and_accounts_for_each(
         _check_outcome(
             records,
             accepted,
-            [
-                (c.kwargs["key"], c.kwargs["value"])
-                for c in segmentation.output_topic.send.await_args_list
-            ],
-            [
-                (c.kwargs["key"], c.kwargs["value"])
-                for c in segmentation.dlq_topic.send.await_args_list
-            ],
+            [(r.key, r.value) for r in sent[segmentation.settings.output_topic]],
+            [(r.key, r.value) for r in sent[segmentation.settings.dlq_topic]],
             manifest.version,
         )
 

@@ -1,8 +1,12 @@
-"""A hand-made manifest for scorer and agent tests."""
+"""A hand-made manifest for scorer and agent tests, and a stand-in for Faust's producer."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from schemas import BadRowSummary, ModelManifest, ScalerParams, SegmentProfile
 
@@ -34,3 +38,34 @@ def toy_manifest(
         training_data_fingerprint="sha256:toy",
         random_state=0,
     )
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One record the agent handed to Faust's producer."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+def capture_sends(app: Any) -> defaultdict[str, list[Sent]]:
+    """Replace app's producer send with one that records each record by topic, and succeeds."""
+    sent: defaultdict[str, list[Sent]] = defaultdict(list)
+
+    async def send(
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: Any,
+        timestamp: Any,
+        headers: Any,
+        **_: Any,
+    ) -> asyncio.Future[None]:
+        sent[topic].append(Sent(key, value, headers))
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+    app.producer.send = send
+    return sent
