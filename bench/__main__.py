@@ -32,6 +32,7 @@ from rich.console import Console
 from bench import profile, report
 from bench.harness import PARTITIONS, PROGRAMS, Bench, LatencyRun, ThroughputRun, median
 from bench.kafka import LocalBroker, create_topics, prefill
+from stream_app.settings import Settings
 from training.generate import generate_signups
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,8 +52,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=20_000,
         help="the naive agent is timed on the first N events of the same topic (it is slow)",
     )
-    parser.add_argument("--batch-size", type=int, default=500, help="SEGSTREAM_BATCH_SIZE")
-    parser.add_argument("--batch-window-ms", type=int, default=20, help="batch window")
+    # The worker's own defaults, so that every program is batched as the worker is.
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults["batch_size"], help="SEGSTREAM_BATCH_SIZE"
+    )
+    parser.add_argument(
+        "--batch-window-ms",
+        type=int,
+        default=defaults["batch_window_ms"],
+        help="SEGSTREAM_BATCH_WINDOW_MS",
+    )
     parser.add_argument("--warmup", type=float, default=0.1, help="share of a run excluded")
     parser.add_argument(
         "--worker-env",
@@ -340,9 +350,9 @@ async def _variants(
             {"BENCH_VARIANT": "txn-linger-5ms"},
         ),
         (
-            "exactly-once, 10 ms batch window",
+            "exactly-once, 20 ms batch window (the default before)",
             "worker",
-            {"SEGSTREAM_BATCH_WINDOW_MS": "10"},
+            {"SEGSTREAM_BATCH_WINDOW_MS": "20"},
         ),
         (
             "exactly-once, batches of 2,000 / 50 ms",

@@ -42,7 +42,7 @@ async def run() -> None:
     env = os.environ
     bootstrap = env["SEGSTREAM_BOOTSTRAP_SERVERS"]
     batch_size = int(env.get("SEGSTREAM_BATCH_SIZE", "500"))
-    window_ms = int(env.get("SEGSTREAM_BATCH_WINDOW_MS", "20"))
+    window_ms = int(env.get("SEGSTREAM_BATCH_WINDOW_MS", "10"))
     output_topic = env["SEGSTREAM_OUTPUT_TOPIC"]
     gate = Path(env["BENCH_GATE"]) if env.get("BENCH_GATE") else None
     score = env.get("BENCH_SCORE") == "1"
