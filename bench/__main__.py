@@ -253,13 +253,14 @@ async def _measure(
         on_bench(f"latency at {args.rate:,.0f} events/s, repeat {index + 1} of {args.repeats}")
         records = _signups(n_latency, seed=1_000 + index)
         for name, sink in (("worker", latency_worker), ("passthrough", latency_passthrough)):
-            run = await bench.latency(PROGRAMS[name], records, args.rate, warmup_s=2.0)
+            timed = await bench.latency(PROGRAMS[name], records, args.rate, warmup_s=2.0)
             _log(
-                f"  {name}: p50 {run.p50_ms:.1f} ms, p95 {run.p95_ms:.1f} ms, "
-                f"p99 {run.p99_ms:.1f} ms, max {run.max_ms:.0f} ms over {run.measured:,} events; "
-                f"other processes kept {run.other_cores:.2f} cores busy"
+                f"  {name}: p50 {timed.p50_ms:.1f} ms, p95 {timed.p95_ms:.1f} ms, "
+                f"p99 {timed.p99_ms:.1f} ms, max {timed.max_ms:.0f} ms "
+                f"over {timed.measured:,} events; "
+                f"other processes kept {timed.other_cores:.2f} cores busy"
             )
-            sink.append(run)
+            sink.append(timed)
 
     on_bench("scale-out: two workers on the four partitions")
     pair_runs = await _repeat_throughput(

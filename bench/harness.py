@@ -150,7 +150,7 @@ class _Process:
         """Raise with the end of the log when the program has exited."""
         if self.popen.poll() is not None:
             tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"{self.popen.args} exited with {self.popen.returncode}:\n{tail}")
+            raise RuntimeError(f"{self.popen.args!r} exited with {self.popen.returncode}:\n{tail}")
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 20 s."""

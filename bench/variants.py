@@ -46,7 +46,7 @@ async def _callback_only(_consumer: Any, callback: Any, *guards: Any, **_: Any) 
     return await callback
 
 
-_TransactionalProducer = transactions_module.AIOKafkaProducer
+_TransactionalProducer = transactions_module.AIOKafkaProducer  # type: ignore[attr-defined]
 
 
 def _lingering_producer(*args: Any, **kwargs: Any) -> Any:
@@ -60,11 +60,11 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variants: {sorted(unknown)}")
     if "faust-passthrough" in variants:
-        agents_module.process_records = _passthrough  # type: ignore[assignment]
+        agents_module.process_records = _passthrough  # type: ignore[attr-defined]
     if "drain-unguarded" in variants:
         FaustConsumer.wait_first = _callback_only  # type: ignore[method-assign,assignment]
     if "txn-linger-5ms" in variants:
-        transactions_module.AIOKafkaProducer = _lingering_producer  # type: ignore[misc]
+        transactions_module.AIOKafkaProducer = _lingering_producer  # type: ignore[attr-defined]
     from stream_app.cli import main as segstream_main
 
     sys.argv = ["segstream", "worker"]

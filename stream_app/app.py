@@ -21,8 +21,6 @@ class SegmentationApp:
     app: faust.App
     settings: Settings
     input_topic: Any
-    output_topic: Any
-    dlq_topic: Any
     model_topic: Any
     state: WorkerState = field(default_factory=WorkerState)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
@@ -68,8 +66,6 @@ def create_app(settings: Settings) -> SegmentationApp:
         app=app,
         settings=settings,
         input_topic=app.topic(settings.input_topic, key_type=bytes, value_type=bytes),
-        output_topic=app.topic(settings.output_topic, key_type=bytes, value_type=bytes),
-        dlq_topic=app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes),
         model_topic=app.topic(settings.model_topic, key_type=bytes, value_type=bytes),
     )
     register_agents(segmentation)
