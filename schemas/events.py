@@ -139,8 +139,18 @@ class DeadLetter(BaseModel):
         description="original value; base64 when not UTF-8; null for a tombstone"
     )
     value_encoding: Literal["utf-8", "base64", "none"]
+    value_size: int | None = Field(
+        default=None, description="size of the original value in bytes; null for a tombstone"
+    )
+    value_sha256: str | None = Field(
+        default=None, description="SHA-256 of the original value (hex), to match it when cut"
+    )
+    value_truncated: bool = Field(
+        default=False, description="value holds only a prefix: the whole would not fit"
+    )
     key: str | None
     key_encoding: Literal["utf-8", "base64", "none"]
+    key_truncated: bool = Field(default=False, description="key holds only its first 1 KiB")
     error_class: str
     error_reason: str = Field(description="short stable kind: not_json, schema, oversized, ...")
     error_message: str

@@ -1,4 +1,4 @@
-"""The Faust app: settings, topics and live state; agents and views are wired in from beside it."""
+"""The Faust app: settings, the model topic, the data plane service, the follower and views."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 
+from stream_app.dataplane import DataPlane, DataPlaneService
+from stream_app.follower import ModelFollower
 from stream_app.metrics import WorkerMetrics
 from stream_app.settings import Settings
 from stream_app.state import WorkerState
@@ -16,28 +19,35 @@ __all__ = ["SegmentationApp", "create_app"]
 
 @dataclass
 class SegmentationApp:
-    """A Faust app wired for segmentation, with its topics, live state and metrics."""
+    """A Faust app wired for segmentation, with its data plane, live state and metrics."""
 
     app: faust.App
     settings: Settings
-    input_topic: Any
     model_topic: Any
+    plane: DataPlane
     state: WorkerState = field(default_factory=WorkerState)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
-    agent: Any = None
+
+
+class _WithoutFaustConsumer(BootStrategy):
+    """Faust's own consumer stays off: the data plane is the only one consuming signups."""
+
+    enable_kafka_consumer = False
+
+
+class _App(faust.App):
+    BootStrategy = _WithoutFaustConsumer
 
 
 def create_app(settings: Settings) -> SegmentationApp:
     """Build the Faust app for settings; nothing connects until it is started."""
-    from stream_app.agents import register_agents
     from stream_app.views import register_views
 
-    app = faust.App(
+    app = _App(
         settings.app_id,
         broker=settings.broker_url,
         value_serializer="raw",
         key_serializer="raw",
-        consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
         topic_partitions=settings.topic_partitions,
         web_enabled=True,
@@ -46,28 +56,34 @@ def create_app(settings: Settings) -> SegmentationApp:
         web_port=settings.web_port,
         datadir=str(settings.data_dir),
         producer_acks=-1,
-        # At-least-once sends each batch through this producer: a 5 ms linger and 256 KiB
-        # batches let it fill requests (bench/README.md). Exactly-once uses its own producers.
-        producer_linger=0.005,
-        producer_max_batch_size=262_144,
         store="memory://",
-        # On shutdown, do not wait for buffered events: they are not committed, so the next
-        # owner of the partition scores them; waiting could block a stop indefinitely.
-        stream_wait_empty=False,
-        # A killed worker's partitions move on after this long, not Faust's default minute.
         broker_session_timeout=settings.session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.session_timeout_ms / 1000 / 5,
         # SSL and SASL exactly as the aiokafka clients get them from kafka_client_options().
         broker_credentials=settings.broker_credentials(),
     )
-    # Raw bytes in: decoding happens inside the agent so a bad record can never kill the
-    # stream (a decode error raised by Faust itself inside take() can: robinhood/faust#586).
+    state, metrics = WorkerState(), WorkerMetrics()
+    plane = DataPlane(settings, state, metrics)
     segmentation = SegmentationApp(
         app=app,
         settings=settings,
-        input_topic=app.topic(settings.input_topic, key_type=bytes, value_type=bytes),
         model_topic=app.topic(settings.model_topic, key_type=bytes, value_type=bytes),
+        plane=plane,
+        state=state,
+        metrics=metrics,
     )
-    register_agents(segmentation)
+    # faust types app.service as taking a class; it starts instances just the same.
+    app.service(DataPlaneService(plane, loop=app.loop, beacon=app.beacon))  # type: ignore[arg-type]
+
+    async def send_model_record(key: bytes, value: bytes) -> None:
+        await segmentation.model_topic.send(key=key, value=value)
+
+    follower = ModelFollower(settings, state, metrics, send_model_record)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
+    async def follow_models() -> None:
+        """Load the live model from the model topic (or the file fallback) and keep following."""
+        await follower.run()
+
     register_views(segmentation)
     return segmentation

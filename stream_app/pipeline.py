@@ -7,9 +7,11 @@ sends what it returns.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 from pydantic_core import to_json
@@ -17,18 +19,16 @@ from pydantic_core import to_json
 from schemas import (
     CustomerSignup,
     DeadLetter,
-    InvalidEventError,
     ModelManifest,
     assignment_event_id,
 )
-from stream_app.decoding import decode_signup
+from stream_app.decoding import decode_signups
 from stream_app.scorer import Scorer, feature_matrix
 
 __all__ = ["BatchOutcome", "OutgoingRecord", "SourceRecord", "dead_letter", "process_records"]
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
+class SourceRecord(NamedTuple):
     """A consumed record as it came off the input topic."""
 
     key: bytes | None
@@ -39,13 +39,16 @@ class SourceRecord:
     timestamp: float | None = None  # seconds since the epoch
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingRecord:
-    """A record to produce: key, value and headers."""
+#: Kafka record headers, as confluent-kafka's producer takes them.
+Headers = list[tuple[str, str | bytes | None]]
+
+
+class OutgoingRecord(NamedTuple):
+    """A record to produce: key, value and headers (a batch's records may share one list)."""
 
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: Headers
 
 
 @dataclass
@@ -61,7 +64,8 @@ class BatchOutcome:
     labels: list[int] = field(default_factory=list)
 
 
-def _encode(raw: bytes | None) -> tuple[str | None, str]:
+def _as_text(raw: bytes | None) -> tuple[str | None, str]:
+    """Bytes as text for a JSON body: UTF-8 when they are, base64 when not."""
     if raw is None:
         return None, "none"
     try:
@@ -70,22 +74,54 @@ def _encode(raw: bytes | None) -> tuple[str | None, str]:
         return base64.b64encode(raw).decode("ascii"), "base64"
 
 
+def _prefix_as(raw: bytes, n: int, encoding: str) -> str:
+    """The first n bytes of raw in the encoding the whole value was given."""
+    if encoding == "base64":
+        return base64.b64encode(raw[:n]).decode("ascii")
+    # A cut may split a character: drop its incomplete tail.
+    return raw[:n].decode("utf-8", "ignore")
+
+
+#: Room kept for the record's key, headers and batch framing beside the dead letter's body.
+_RECORD_OVERHEAD = 1024
+#: Longest key kept whole in a dead letter; a longer one is cut like the value.
+_KEY_MAX_BYTES = 1024
+
+
 def dead_letter(
-    record: SourceRecord, error: Exception, consumer_group: str, now: datetime
+    record: SourceRecord,
+    error: Exception,
+    consumer_group: str,
+    now: datetime,
+    max_bytes: int = 1_000_000,
 ) -> OutgoingRecord:
-    """A dead letter in the body and, Kafka Connect style, as `__connect.errors.*` headers."""
+    """A dead letter in the body and, Kafka Connect style, as `__connect.errors.*` headers.
+
+    A dead letter never exceeds max_bytes: a value too large to carry whole is cut to fit,
+    keeping the reason, the source coordinates, the original size and a SHA-256 of the value,
+    so one oversized record can never block the records behind it.
+    """
     reason = getattr(error, "reason", "error")
-    value, value_encoding = _encode(record.value)
-    key, key_encoding = _encode(record.key)
     error_class = f"{type(error).__module__}.{type(error).__qualname__}"
+    raw_key = record.key
+    key_truncated = raw_key is not None and len(raw_key) > _KEY_MAX_BYTES
+    if raw_key is not None and key_truncated:
+        raw_key = raw_key[:_KEY_MAX_BYTES]
+    key, key_encoding = _as_text(raw_key)
+    raw = record.value
+    value, value_encoding = _as_text(raw)
     letter = DeadLetter(
         value=value,
         value_encoding=value_encoding,
+        value_size=len(raw) if raw is not None else None,
+        value_sha256=hashlib.sha256(raw).hexdigest() if raw is not None else None,
+        value_truncated=False,
         key=key,
         key_encoding=key_encoding,
+        key_truncated=key_truncated,
         error_class=error_class,
         error_reason=reason,
-        error_message=str(error),
+        error_message=str(error)[:4096],
         source_topic=record.topic,
         source_partition=record.partition,
         source_offset=record.offset,
@@ -95,7 +131,25 @@ def dead_letter(
         consumer_group=consumer_group,
         failed_at=now,
     )
-    headers = [
+    body = letter.model_dump_json().encode()
+    budget = max_bytes - _RECORD_OVERHEAD - len(raw_key or b"")
+    if raw is not None and len(body) > budget:
+        # Escaping makes the value's share of the body grow by an unknown factor (a control
+        # character becomes six bytes): shrink the prefix in proportion until it fits.
+        empty = len(letter.model_copy(update={"value": ""}).model_dump_json().encode())
+        room = max(budget - empty, 0)
+        n = min(len(raw), room)
+        while True:
+            prefix = _prefix_as(raw, n, value_encoding)
+            body = (
+                letter.model_copy(update={"value": prefix, "value_truncated": True})
+                .model_dump_json()
+                .encode()
+            )
+            if len(body) <= budget or n == 0:
+                break
+            n = int(n * room / (len(body) - empty) * 0.98)
+    headers: Headers = [
         ("__connect.errors.topic", record.topic.encode()),
         ("__connect.errors.partition", str(record.partition).encode()),
         ("__connect.errors.offset", str(record.offset).encode()),
@@ -105,7 +159,7 @@ def dead_letter(
         ("__connect.errors.exception.message", str(error).encode()[:4096]),
         ("__connect.errors.reason", reason.encode()),
     ]
-    return OutgoingRecord(key=record.key, value=letter.model_dump_json().encode(), headers=headers)
+    return OutgoingRecord(raw_key, body, headers)
 
 
 def process_records(
@@ -116,21 +170,24 @@ def process_records(
     max_event_bytes: int,
     echo_customer: bool = False,
     now: datetime | None = None,
+    dead_letter_max_bytes: int = 1_000_000,
 ) -> BatchOutcome:
     """Decode, validate and score a batch; invalid records become dead letters."""
     now = now or datetime.now(UTC)
     outcome = BatchOutcome()
-    valid: list[tuple[SourceRecord, CustomerSignup]] = []
-    for record in records:
-        try:
-            valid.append((record, decode_signup(record.key, record.value, max_event_bytes)))
-        except InvalidEventError as exc:
-            outcome.dead_letters.append(dead_letter(record, exc, consumer_group, now))
-            outcome.reason_counts[exc.reason] = outcome.reason_counts.get(exc.reason, 0) + 1
-    if not valid:
+    signups: list[CustomerSignup] = []
+    decoded = decode_signups([(r.key, r.value) for r in records], max_event_bytes)
+    for record, signup in zip(records, decoded, strict=True):
+        if isinstance(signup, CustomerSignup):
+            signups.append(signup)
+            continue
+        outcome.dead_letters.append(
+            dead_letter(record, signup, consumer_group, now, dead_letter_max_bytes)
+        )
+        outcome.reason_counts[signup.reason] = outcome.reason_counts.get(signup.reason, 0) + 1
+    if not signups:
         return outcome
     manifest = scorer.manifest
-    signups = [signup for _, signup in valid]
     scored = scorer.score(feature_matrix(signups, manifest.features))
     labels = scored.labels.tolist()
     outcome.signups, outcome.labels = signups, labels
@@ -143,9 +200,10 @@ def process_records(
         now,
         echo_customer,
     )
-    version_header = [("segstream.model.version", manifest.version.encode())]
+    # One header list for the whole batch: nothing downstream changes it.
+    version_header: Headers = [("segstream.model.version", manifest.version.encode())]
     outcome.assignments = [
-        OutgoingRecord(key=signup.customer_id.encode(), value=value, headers=list(version_header))
+        OutgoingRecord(signup.customer_id.encode(), value, version_header)
         for signup, value in zip(signups, values, strict=True)
     ]
     segment_ids = [segment.id for segment in manifest.segments]

@@ -16,6 +16,7 @@ __all__ = ["register_views"]
 def register_views(segmentation: SegmentationApp) -> None:
     """Serve /health, /ready and /metrics on the worker's web port."""
     app, state, metrics = segmentation.app, segmentation.state, segmentation.metrics
+    plane, settings = segmentation.plane, segmentation.settings
 
     @app.page("/health")
     class Health(View):
@@ -26,12 +27,16 @@ def register_views(segmentation: SegmentationApp) -> None:
 
     @app.page("/ready")
     class Ready(View):
-        """Readiness: a valid model is loaded and the consumer is running."""
+        """Readiness: a model is live, the broker answers, and the backlog moves."""
 
         async def get(self, request: Request) -> Response:
-            ready = state.scorer is not None and bool(app.consumer.started)
-            body = {"ready": ready, **state.snapshot()}
-            return self.json(body, status=200 if ready else 503)
+            problem = (
+                state.model_error or "no model loaded yet"
+                if state.scorer is None
+                else plane.status.problem(settings.stall_seconds)
+            )
+            body = {"ready": problem is None, "reason": problem, **state.snapshot()}
+            return self.json(body, status=200 if problem is None else 503)
 
     @app.page("/metrics")
     class Metrics(View):

@@ -1,16 +1,14 @@
-"""Generated payloads, valid and broken, against the decoder, the pipeline and the agent.
+"""Generated payloads, valid and broken, against the decoders, the pipeline and the data plane.
 
 Every record must end up either assigned once or dead-lettered once, and nothing may raise out
-of the decoder (other than an InvalidEventError), the pipeline or the agent. The decoder sees
-10,000 single records and the pipeline 400 batches of 25 to 40 (at least 10,000 records).
+of the decoder (other than an InvalidEventError), the pipeline or the data plane. The decoder
+sees 10,000 single records and the pipeline 400 batches of 25 to 40 (at least 10,000 records);
+the batch decoder must say of every record exactly what the single decoder says.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,12 +17,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from schemas import CustomerSignup, InvalidEventError, SegmentAssignment, assignment_event_id
-from stream_app.app import create_app
-from stream_app.decoding import decode_signup
+from stream_app.decoding import decode_signup, decode_signups
 from stream_app.pipeline import SourceRecord, process_records
 from stream_app.scorer import Scorer
 from stream_app.settings import Settings
-from tests.unit.stream_app.toy import capture_sends, toy_manifest
+from tests.unit.stream_app.fakes import FakeMessage, plane_with_fakes
+from tests.unit.stream_app.toy import toy_manifest
 
 # The worker's default: deep nesting needs room to reach past any recursion limit.
 MAX_BYTES = 65_536
@@ -435,22 +433,38 @@ def test_every_record_of_a_batch_is_assigned_or_dead_lettered_exactly_once(
     assert sum(outcome.reason_counts.values()) == len(outcome.dead_letters)
 
 
-# ------------------------------------------------------------------------------- the agent
+# --------------------------------------------------------------------- the batch decoder
 
 
-async def _wait_for(predicate: Callable[[], bool], seconds: float = 60.0) -> None:
-    """Poll predicate for a while; the caller's assertions say what went wrong."""
-    for _ in range(int(seconds * 100)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-
-
-# Constructing a faust.App outside its worker leaks an event loop and a socket pair that Faust
-# never closes (see test_agent.py); that leak is Faust's, not the agent's.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @settings(
-    max_examples=3,
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(batch=st.lists(payloads(), min_size=1, max_size=40))
+def test_the_batch_decoder_says_exactly_what_the_single_decoder_says(
+    batch: list[Payload],
+) -> None:
+    together = decode_signups([(p.key, p.value) for p in batch], MAX_BYTES)
+    for payload, result in zip(batch, together, strict=True):
+        try:
+            alone: CustomerSignup | InvalidEventError = decode_signup(
+                payload.key, payload.value, MAX_BYTES
+            )
+        except InvalidEventError as exc:
+            alone = exc
+        if isinstance(alone, CustomerSignup):
+            assert result == alone
+        else:
+            assert isinstance(result, InvalidEventError)
+            assert (type(result), str(result)) == (type(alone), str(alone))
+
+
+# -------------------------------------------------------------------------- the data plane
+
+
+@settings(
+    max_examples=20,
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
@@ -459,53 +473,36 @@ async def _wait_for(predicate: Callable[[], bool], seconds: float = 60.0) -> Non
     ],
 )
 @given(batch=st.lists(payloads(), min_size=100, max_size=100))
-def test_the_agent_survives_generated_payloads_and_accounts_for_each(
+def test_the_data_plane_survives_generated_payloads_and_accounts_for_each(
     batch: list[Payload],
 ) -> None:
     manifest = toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])
     candidate = toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[1.0, 1.0], [-1.0, 0.0]])
     accepted = [_check_decoded(p) for p in batch]
-
-    async def scenario() -> None:
-        segmentation = create_app(
-            Settings(
-                app_id="fuzz-agent",
-                batch_window_ms=5,
-                batch_size=16,
-                max_event_bytes=MAX_BYTES,
-                processing_guarantee="at_least_once",
-            )
-        )
-        state = segmentation.state
-        state.use(manifest)
-        # A shadow candidate too, so its comparison sees the same payloads.
-        state.use_candidate(candidate.model_copy(update={"version": "candidate"}))
-        sent = capture_sends(segmentation.app)
-        errors: list[BaseException] = []
-
-        async def on_error(agent: object, exc: BaseException) -> None:
-            errors.append(exc)
-
-        async with segmentation.agent.test_context(on_error=on_error) as agent:
-            # wait=False: the agent batches, so waiting for each record one by one would only
-            # measure the batch window; the counters below say when all were handled.
-            for payload in batch:
-                await agent.put(payload.value, key=payload.key, wait=False)
-            await _wait_for(lambda: state.consumed >= len(batch) or bool(errors))
-        assert errors == []
-        assert (state.consumed, state.assigned + state.dead_lettered) == (len(batch), len(batch))
-        assert state.shadow_compared == state.assigned
-        records = [
-            SourceRecord(p.key, p.value, segmentation.settings.input_topic, 0, offset)
-            for offset, p in enumerate(batch)
-        ]
-        _check_outcome(
-            records,
-            accepted,
-            [(r.key, r.value) for r in sent[segmentation.settings.output_topic]],
-            [(r.key, r.value) for r in sent[segmentation.settings.dlq_topic]],
-            manifest.version,
-        )
-
-    asyncio.run(scenario())
-    gc.collect()  # surface Faust's leak here, under this test's filter
+    settings_ = Settings(app_id="fuzz-plane", max_event_bytes=MAX_BYTES)
+    plane, delivery = plane_with_fakes(settings_)
+    state = plane.state
+    state.use(manifest)
+    # A shadow candidate too, so its comparison sees the same payloads.
+    state.use_candidate(candidate.model_copy(update={"version": "candidate"}))
+    messages = [
+        FakeMessage(settings_.input_topic, 0, offset, p.key, p.value)
+        for offset, p in enumerate(batch)
+    ]
+    for start in range(0, len(messages), 16):
+        plane._process(messages[start : start + 16])  # type: ignore[arg-type]
+    plane._commit()
+    assert (state.consumed, state.assigned + state.dead_lettered) == (len(batch), len(batch))
+    assert state.shadow_compared == state.assigned
+    assert delivery.committed == [[(settings_.input_topic, 0, len(batch))]]
+    records = [
+        SourceRecord(p.key, p.value, settings_.input_topic, 0, offset)
+        for offset, p in enumerate(batch)
+    ]
+    _check_outcome(
+        records,
+        accepted,
+        [(r.key, r.value) for r in delivery.sent[settings_.output_topic]],
+        [(r.key, r.value) for r in delivery.sent[settings_.dlq_topic]],
+        manifest.version,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -104,3 +105,46 @@ def test_a_dead_letter_keeps_the_original_bytes_and_says_where_and_why() -> None
     assert headers["__connect.errors.offset"] == b"42"
     assert headers["__connect.errors.exception.class.name"] == b"stream_app.exceptions.NotUtf8Error"
     assert headers["__connect.errors.consumer.group"] == b"grp"
+
+
+def _letter_of(raw: bytes, limit: int) -> tuple[bytes, dict[str, object]]:
+    outcome = process_records(
+        [SourceRecord(b"c-1", raw, "signups", 1, 9, None)],
+        _scorer(),
+        consumer_group="g",
+        max_event_bytes=65_536,
+        now=NOW,
+        dead_letter_max_bytes=limit,
+    )
+    (record,) = outcome.dead_letters
+    return record.value, json.loads(record.value)
+
+
+def test_a_dead_letter_too_large_to_send_is_cut_to_fit_and_says_so() -> None:
+    # 200 KB of control characters: JSON escapes each as \u00XX, six times the bytes.
+    raw = b"\x01" * 200_000
+    body, letter = _letter_of(raw, 100_000)
+    assert len(body) <= 100_000 - 1024
+    assert letter["value_truncated"] is True
+    assert letter["value_size"] == 200_000
+    assert letter["value_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert letter["error_reason"] == "oversized"
+    assert (letter["source_partition"], letter["source_offset"]) == (1, 9)
+    kept = str(letter["value"]).encode()
+    assert kept and raw.startswith(kept), "the value's prefix is kept, as much as fits"
+
+
+def test_a_cut_binary_value_keeps_a_base64_prefix() -> None:
+    raw = bytes(range(256)) * 1_000
+    _, letter = _letter_of(raw, 50_000)
+    assert letter["value_encoding"] == "base64"
+    assert letter["value_truncated"] is True
+    assert raw.startswith(base64.b64decode(str(letter["value"])))
+
+
+def test_a_dead_letter_that_fits_is_whole() -> None:
+    raw = b"not json at all"
+    _, letter = _letter_of(raw, 100_000)
+    assert letter["value"] == raw.decode()
+    assert letter["value_truncated"] is False
+    assert letter["value_size"] == len(raw)

@@ -1,0 +1,197 @@
+"""Delivery guarantees: how a batch's outputs and its input offsets become durable together.
+
+Two policies behind one small interface, so the data plane only calls `send`, `commit` and
+`abort` and is the same for both:
+
+- ExactlyOnce: one transactional producer per worker. Every record of a commit interval and
+  the input offsets it consumed commit in one Kafka transaction, and the offsets carry the
+  consumer's group metadata (KIP-447): a worker whose partitions moved on is refused by the
+  group generation, so a zombie can never commit what the new owner also commits.
+- AtLeastOnce: plain idempotent producer; offsets are committed only after every output
+  before them is acknowledged, so nothing is lost, and a crash may repeat a few outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from stream_app.failures import (
+    FatalKafkaError,
+    TransactionAbortedError,
+    Verdict,
+    classify,
+    kafka_error,
+    retrying,
+)
+from stream_app.pipeline import OutgoingRecord
+
+__all__ = ["AtLeastOnce", "Delivery", "ExactlyOnce", "produce_all"]
+
+log = logging.getLogger(__name__)
+
+#: How long one blocking librdkafka call may take before it is retried (seconds).
+_CALL_TIMEOUT = 10.0
+
+
+class Delivery(Protocol):
+    """What the data plane asks of a delivery guarantee."""
+
+    def send(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
+        """Hand records to the producer as part of the current commit."""
+
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        """Make everything sent since the last commit durable with offsets; raise
+        TransactionAbortedError when it was discarded instead, FatalKafkaError when the
+        worker must stop."""
+
+    def abort(self) -> None:
+        """Discard what was sent since the last commit, as far as the guarantee can."""
+
+    def close(self, timeout: float) -> None:
+        """Release the producer, waiting at most timeout seconds."""
+
+
+def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord]) -> None:
+    """Produce records, waiting for room when librdkafka's local queue is full."""
+    produce = producer.produce
+    for key, value, headers in records:
+        try:
+            produce(topic, value, key, headers=headers)
+        except BufferError:
+            # The queue drains as the broker acknowledges; serve callbacks meanwhile.
+            while True:
+                producer.poll(0.05)
+                try:
+                    produce(topic, value, key, headers=headers)
+                    break
+                except BufferError:
+                    continue
+
+
+def _fatal(what: str, error: KafkaError) -> FatalKafkaError:
+    return FatalKafkaError(f"{what}: {error.str()} ({error.name()})")
+
+
+class ExactlyOnce:
+    """Transactions spanning a commit interval, fenced by the consumer group's generation."""
+
+    def __init__(self, producer: Producer, consumer: Consumer, give_up: Callable[[], bool]) -> None:
+        self._producer = producer
+        self._consumer = consumer
+        self._give_up = give_up
+        self._open = False
+        try:
+            # Aborts whatever an earlier worker with this transactional id left open.
+            producer.init_transactions(_CALL_TIMEOUT * 3)
+        except KafkaException as exc:
+            raise self._failed("initialising transactions", exc) from None
+
+    def send(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
+        """Open a transaction if none is, and produce records into it."""
+        if not self._open:
+            self._producer.begin_transaction()
+            self._open = True
+        produce_all(self._producer, topic, records)
+
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        """Commit the open transaction with the offsets under the current group generation."""
+        if not self._open:
+            return
+        try:
+            # The metadata is read now: if the group moved on since the batch was consumed,
+            # the broker refuses these offsets and the whole transaction is aborted below.
+            metadata = self._consumer.consumer_group_metadata()
+            for attempt in retrying("sending offsets to the transaction", self._give_up):
+                with attempt:
+                    self._producer.send_offsets_to_transaction(offsets, metadata, _CALL_TIMEOUT)
+            for attempt in retrying("committing the transaction", self._give_up):
+                with attempt:
+                    self._producer.commit_transaction(_CALL_TIMEOUT)
+        except KafkaException as exc:
+            error = self._failed("committing a transaction", exc)
+            self.abort()
+            raise error from None
+        self._open = False
+
+    def _failed(self, what: str, exc: KafkaException) -> SegstreamFailure:
+        error = kafka_error(exc)
+        if error is None or classify(error) is Verdict.FATAL:
+            return _fatal(what, error) if error else FatalKafkaError(f"{what}: {exc}")
+        return TransactionAbortedError(f"{what}: {error.str()} ({error.name()})")
+
+    def abort(self) -> None:
+        """Abort the open transaction; its records stay invisible to read_committed readers."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._producer.abort_transaction(_CALL_TIMEOUT)
+        except KafkaException as exc:
+            error = kafka_error(exc)
+            if error is not None and classify(error) is not Verdict.FATAL:
+                # The broker aborts it by itself once transaction.timeout.ms has passed.
+                log.warning("segstream: aborting the transaction failed: %s", error.str())
+                return
+            raise self._failed("aborting a transaction", exc) from None
+
+    def close(self, timeout: float) -> None:
+        """Abort what is open and flush the producer."""
+        self.abort()
+        self._producer.flush(timeout)
+
+
+SegstreamFailure = FatalKafkaError | TransactionAbortedError
+
+
+class AtLeastOnce:
+    """Outputs acknowledged first, offsets committed after: a crash repeats, never loses."""
+
+    def __init__(self, producer: Producer, consumer: Consumer, give_up: Callable[[], bool]) -> None:
+        self._producer = producer
+        self._consumer = consumer
+        self._give_up = give_up
+        self.failures: list[KafkaError] = []
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        """librdkafka's report of a record it gave up on (after its own retries)."""
+        if error is not None:
+            self.failures.append(error)
+
+    def send(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
+        """Produce records; librdkafka retries them until message.timeout.ms."""
+        produce_all(self._producer, topic, records)
+
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        """Wait until every output is acknowledged, then commit the input offsets."""
+        while self._producer.flush(_CALL_TIMEOUT) > 0:
+            if self._give_up():
+                raise TransactionAbortedError("stopping before every output was acknowledged")
+            log.warning("segstream: outputs not yet acknowledged, still waiting")
+        if self.failures:
+            first = self.failures[0]
+            self.failures.clear()
+            # Committing now would skip the lost outputs; a restart reads them again.
+            raise _fatal("producing results", first)
+        try:
+            for attempt in retrying("committing offsets", self._give_up):
+                with attempt:
+                    self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            error = kafka_error(exc)
+            if error is not None and classify(error) is Verdict.FATAL:
+                raise _fatal("committing offsets", error) from None
+            # A rebalance took the partitions: their next owner reads from the last commit.
+            raise TransactionAbortedError(f"committing offsets: {exc}") from None
+
+    def abort(self) -> None:
+        """Outputs already sent stay sent: at-least-once repeats them after a restart."""
+
+    def close(self, timeout: float) -> None:
+        """Flush what is queued."""
+        deadline = time.monotonic() + timeout
+        self._producer.flush(max(deadline - time.monotonic(), 0.0))
