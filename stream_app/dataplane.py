@@ -35,7 +35,7 @@ from confluent_kafka.admin._config import ConfigResource  # not re-exported for 
 from confluent_kafka.admin._resource import ResourceType
 from mode import Service
 
-from stream_app.delivery import AtLeastOnce, Delivery, ExactlyOnce
+from stream_app.delivery import CALL_TIMEOUT, AtLeastOnce, Delivery, ExactlyOnce
 from stream_app.failures import (
     FatalKafkaError,
     TransactionAbortedError,
@@ -70,6 +70,16 @@ class PlaneStatus:
     backlog: int = 0
     last_progress: float = field(default_factory=time.monotonic)
     last_error: str | None = None
+    partitions: list[str] = field(default_factory=list)
+
+    def snapshot(self) -> dict[str, object]:
+        """What /health shows of the data plane."""
+        return {
+            "consuming": self.running,
+            "broker_up": self.broker_up,
+            "partitions": sorted(self.partitions),
+            "backlog": self.backlog,
+        }
 
     def problem(self, stall_seconds: float, now: float | None = None) -> str | None:
         """Why the worker is not ready to take work, or None when it is."""
@@ -177,6 +187,13 @@ class DataPlane:
             and time.monotonic() - self._stopping_since > self.settings.shutdown_timeout_ms / 1000
         )
 
+    def _call_timeout(self) -> float:
+        """How long one blocking Kafka call may take: less and less once a stop is asked."""
+        if not self._stop.is_set():
+            return CALL_TIMEOUT
+        left = self.settings.shutdown_timeout_ms / 1000 - (time.monotonic() - self._stopping_since)
+        return min(max(left, 0.1), CALL_TIMEOUT)
+
     def run(self) -> None:
         """The loop: wait for a model, then consume, score and deliver until stopped."""
         settings = self.settings
@@ -194,9 +211,9 @@ class DataPlane:
         delivery: Delivery | None = None
         try:
             if settings.processing_guarantee == "exactly_once":
-                delivery = ExactlyOnce(producer, consumer, self._give_up)
+                delivery = ExactlyOnce(producer, consumer, self._give_up, self._call_timeout)
             else:
-                delivery = AtLeastOnce(producer, consumer, self._give_up)
+                delivery = AtLeastOnce(producer, consumer, self._give_up, self._call_timeout)
             self._consumer, self._delivery = consumer, delivery
             consumer.subscribe(
                 [settings.input_topic],
@@ -217,14 +234,9 @@ class DataPlane:
                 self._commit()  # the batch in flight is delivered, or aborted at the deadline
         finally:
             self.status.running = False
-            remaining = max(
-                self.settings.shutdown_timeout_ms / 1000
-                - (time.monotonic() - self._stopping_since),
-                0.5,
-            )
             if delivery is not None:
                 try:
-                    delivery.close(remaining)
+                    delivery.close(self._call_timeout())
                 except (FatalKafkaError, KafkaException) as exc:
                     log.warning("segstream: closing the producer: %s", exc)
             consumer.close()
@@ -355,6 +367,7 @@ class DataPlane:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._show_partitions()
         log.info("segstream: assigned %s", _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -379,9 +392,14 @@ class DataPlane:
             self._pending.clear()
         self._forget(partitions)
 
+    def _show_partitions(self) -> None:
+        self.status.partitions = [f"{topic}[{partition}]" for topic, partition in self._assigned]
+
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._assigned.discard((tp.topic, tp.partition))
+        self._show_partitions()
+        for tp in partitions:
             with contextlib.suppress(KeyError):  # never observed: no lag series yet
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
@@ -452,6 +470,9 @@ class DataPlane:
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(settings.session_timeout_ms // 5, 100),
+            # librdkafka prefetches up to 64 MiB by default; 16 MiB still holds ~50,000
+            # signups, several batches ahead, and keeps the worker's memory small.
+            "queued.max.messages.kbytes": 16_384,
             "statistics.interval.ms": 1000,
             "stats_cb": self._on_stats,
         }

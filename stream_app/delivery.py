@@ -30,12 +30,12 @@ from stream_app.failures import (
 )
 from stream_app.pipeline import OutgoingRecord
 
-__all__ = ["AtLeastOnce", "Delivery", "ExactlyOnce", "produce_all"]
+__all__ = ["CALL_TIMEOUT", "AtLeastOnce", "Delivery", "ExactlyOnce", "produce_all"]
 
 log = logging.getLogger(__name__)
 
 #: How long one blocking librdkafka call may take before it is retried (seconds).
-_CALL_TIMEOUT = 10.0
+CALL_TIMEOUT = 10.0
 
 
 class Delivery(Protocol):
@@ -80,14 +80,21 @@ def _fatal(what: str, error: KafkaError) -> FatalKafkaError:
 class ExactlyOnce:
     """Transactions spanning a commit interval, fenced by the consumer group's generation."""
 
-    def __init__(self, producer: Producer, consumer: Consumer, give_up: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        give_up: Callable[[], bool],
+        timeout: Callable[[], float] = lambda: CALL_TIMEOUT,
+    ) -> None:
         self._producer = producer
         self._consumer = consumer
         self._give_up = give_up
+        self._timeout = timeout
         self._open = False
         try:
             # Aborts whatever an earlier worker with this transactional id left open.
-            producer.init_transactions(_CALL_TIMEOUT * 3)
+            producer.init_transactions(CALL_TIMEOUT * 3)
         except KafkaException as exc:
             raise self._failed("initialising transactions", exc) from None
 
@@ -108,10 +115,10 @@ class ExactlyOnce:
             metadata = self._consumer.consumer_group_metadata()
             for attempt in retrying("sending offsets to the transaction", self._give_up):
                 with attempt:
-                    self._producer.send_offsets_to_transaction(offsets, metadata, _CALL_TIMEOUT)
+                    self._producer.send_offsets_to_transaction(offsets, metadata, self._timeout())
             for attempt in retrying("committing the transaction", self._give_up):
                 with attempt:
-                    self._producer.commit_transaction(_CALL_TIMEOUT)
+                    self._producer.commit_transaction(self._timeout())
         except KafkaException as exc:
             error = self._failed("committing a transaction", exc)
             self.abort()
@@ -130,7 +137,7 @@ class ExactlyOnce:
             return
         self._open = False
         try:
-            self._producer.abort_transaction(_CALL_TIMEOUT)
+            self._producer.abort_transaction(self._timeout())
         except KafkaException as exc:
             error = kafka_error(exc)
             if error is not None and classify(error) is not Verdict.FATAL:
@@ -151,10 +158,17 @@ SegstreamFailure = FatalKafkaError | TransactionAbortedError
 class AtLeastOnce:
     """Outputs acknowledged first, offsets committed after: a crash repeats, never loses."""
 
-    def __init__(self, producer: Producer, consumer: Consumer, give_up: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        give_up: Callable[[], bool],
+        timeout: Callable[[], float] = lambda: CALL_TIMEOUT,
+    ) -> None:
         self._producer = producer
         self._consumer = consumer
         self._give_up = give_up
+        self._timeout = timeout
         self.failures: list[KafkaError] = []
 
     def on_delivery(self, error: KafkaError | None, message: Message) -> None:
@@ -168,7 +182,7 @@ class AtLeastOnce:
 
     def commit(self, offsets: list[TopicPartition]) -> None:
         """Wait until every output is acknowledged, then commit the input offsets."""
-        while self._producer.flush(_CALL_TIMEOUT) > 0:
+        while self._producer.flush(self._timeout()) > 0:
             if self._give_up():
                 raise TransactionAbortedError("stopping before every output was acknowledged")
             log.warning("segstream: outputs not yet acknowledged, still waiting")

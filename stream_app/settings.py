@@ -110,7 +110,7 @@ class Settings(BaseSettings):
         description="/ready turns 503 after this long without progress on a waiting backlog",
     )
     shutdown_timeout_ms: int = Field(
-        default=7_000,
+        default=5_000,
         ge=100,
         description="longest a stop waits for the batch in flight; then it is aborted",
     )

@@ -23,7 +23,9 @@ def register_views(segmentation: SegmentationApp) -> None:
         """Liveness: the process and its event loop answer."""
 
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", **state.snapshot()})
+            return self.json(
+                {"status": "ok", **state.snapshot(), "data_plane": plane.status.snapshot()}
+            )
 
     @app.page("/ready")
     class Ready(View):
@@ -35,7 +37,12 @@ def register_views(segmentation: SegmentationApp) -> None:
                 if state.scorer is None
                 else plane.status.problem(settings.stall_seconds)
             )
-            body = {"ready": problem is None, "reason": problem, **state.snapshot()}
+            body = {
+                "ready": problem is None,
+                "reason": problem,
+                **state.snapshot(),
+                "data_plane": plane.status.snapshot(),
+            }
             return self.json(body, status=200 if problem is None else 503)
 
     @app.page("/metrics")

@@ -6,108 +6,17 @@ import json
 import random
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    Broker,
-    Names,
-    WorkerProcess,
-    run_segstream,
-    segstream_env,
-    wait_for_records,
-)
-from training.generate import generate_signups
+from tests.conftest import Broker, Names, WorkerProcess, wait_for_records
+from tests.reliability.scenario import start_scenario
 
 pytestmark = pytest.mark.reliability
-
-
-def _signups(path: Path, n: int, invalid_share: float) -> tuple[set[str], int]:
-    """Write n signups; return the valid event ids and the number of invalid ones."""
-    valid: set[str] = set()
-    invalid = 0
-    with path.open("wb") as handle:
-        for value in generate_signups(n, seed=2024, invalid_share=invalid_share):
-            handle.write(value + b"\n")
-    for line in path.read_bytes().splitlines():
-        try:
-            body = json.loads(line)
-        except ValueError:
-            invalid += 1
-            continue
-        if isinstance(body, dict) and body.get("customer_id", "bad") != "bad":
-            valid.add(body["event_id"])
-        else:
-            invalid += 1
-    return valid, invalid
-
-
-@dataclass
-class _Scenario:
-    """A worker scoring a replay in progress, and what the replay holds."""
-
-    kafka: Broker
-    names: Names
-    worker: WorkerProcess
-    valid: set[str]
-    invalid: int
-    replay: threading.Thread
-
-    def finish(
-        self, fault: str, guarantee: str, report: list[dict[str, object]]
-    ) -> dict[str, object]:
-        """Wait for the replay and the outputs; record and return the figures."""
-        self.replay.join(timeout=300)
-        bootstrap, names = self.kafka.bootstrap, self.names
-        assignments = wait_for_records(bootstrap, names.output_topic, len(self.valid), timeout=240)
-        letters = wait_for_records(bootstrap, names.dlq_topic, self.invalid, timeout=60)
-        seen = Counter(r.json()["source_event_id"] for r in assignments)
-        origins = Counter(
-            (r.json()["source_partition"], r.json()["source_offset"]) for r in letters
-        )
-        figures: dict[str, object] = {
-            "fault": fault,
-            "guarantee": guarantee,
-            "in": len(self.valid) + self.invalid,
-            "assigned": len(seen),
-            "dead_lettered": len(origins),
-            "duplicates": sum(n - 1 for n in seen.values()) + sum(n - 1 for n in origins.values()),
-            "missing": len(self.valid - set(seen)) + (self.invalid - len(origins)),
-        }
-        report.append(figures)
-        return figures
-
-
-def _start(
-    kafka: Broker,
-    names: Names,
-    worker_factory: Callable[..., WorkerProcess],
-    model: Path,
-    tmp_path: Path,
-    events: int,
-    rate: int,
-    **worker_env: str,
-) -> _Scenario:
-    """Start a worker, then replay events (0.2% invalid) at rate in the background."""
-    path = tmp_path / "signups.jsonl"
-    valid, invalid = _signups(path, events, invalid_share=0.002)
-    worker = worker_factory(model, **worker_env)
-    worker.wait_ready()
-    env = segstream_env(kafka, names)
-
-    def run() -> None:
-        done = run_segstream(["replay", str(path), "--rate", str(rate)], env=env, timeout=600)
-        assert done.returncode == 0, done.stderr
-
-    replay = threading.Thread(target=run)
-    replay.start()
-    return _Scenario(kafka, names, worker, valid, invalid, replay)
 
 
 @pytest.mark.parametrize(
@@ -126,7 +35,7 @@ def test_three_kill_9s_during_a_replay(
     report: list[dict[str, object]],
 ) -> None:
     extra = {"SEGSTREAM_PROCESSING_GUARANTEE": guarantee}
-    scenario = _start(
+    scenario = start_scenario(
         kafka, names, worker_factory, trained_model, tmp_path, events, rate=2_500, **extra
     )
     worker = scenario.worker
@@ -144,7 +53,7 @@ def test_three_kill_9s_during_a_replay(
         assert figures["duplicates"] == 0, figures
 
 
-def test_broker_stop_and_restart_during_a_replay(
+def test_broker_kill_9_and_resume_during_a_replay(
     kafka: Broker,
     names: Names,
     trained_model: Path,
@@ -152,16 +61,131 @@ def test_broker_stop_and_restart_during_a_replay(
     tmp_path: Path,
     report: list[dict[str, object]],
 ) -> None:
-    scenario = _start(kafka, names, worker_factory, trained_model, tmp_path, 20_000, rate=2_000)
+    scenario = start_scenario(
+        kafka, names, worker_factory, trained_model, tmp_path, 20_000, rate=2_000
+    )
     time.sleep(3)
-    kafka.control("stop")
+    kafka.control("kill")
     time.sleep(3)
     kafka.control("resume")
 
-    figures = scenario.finish("broker restart", "exactly_once", report)
+    figures = scenario.finish("broker kill -9", "exactly_once", report)
     assert scenario.worker.process.poll() is None, scenario.worker.log_tail()
     assert figures["missing"] == 0, figures
     assert figures["duplicates"] == 0, figures
+    assert scenario.worker.wait_ready()["ready"] is True
+
+
+def _owned(worker: WorkerProcess) -> list[str]:
+    body = worker.health("/health").json()
+    partitions: list[str] = body["data_plane"]["partitions"]
+    return partitions
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    pytest.fail(f"not within {timeout} s: {what}")
+
+
+def test_a_stopped_worker_that_wakes_after_its_partitions_moved_commits_nothing(
+    kafka: Broker,
+    names: Names,
+    trained_model: Path,
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    report: list[dict[str, object]],
+) -> None:
+    scenario = start_scenario(
+        kafka, names, worker_factory, trained_model, tmp_path, 30_000, rate=1_000, workers=2
+    )
+    zombie, survivor = scenario.workers
+    _wait_until(lambda: len(_owned(zombie)) == 2 and len(_owned(survivor)) == 2, "2 + 2 split")
+    time.sleep(3)
+    zombie.process.send_signal(signal.SIGSTOP)  # frozen mid-batch, its transaction open
+    try:
+        _wait_until(lambda: len(_owned(survivor)) == 4, "the survivor owns all 4 partitions")
+        time.sleep(2)
+    finally:
+        zombie.process.send_signal(signal.SIGCONT)
+
+    figures = scenario.finish("zombie (SIGSTOP)", "exactly_once", report)
+    assert figures["missing"] == 0, figures
+    assert figures["duplicates"] == 0, figures
+    assert survivor.process.poll() is None, "the zombie must not fence the new owner"
+    assert survivor.wait_ready()["ready"] is True
+
+
+def test_a_worker_joining_and_leaving_under_load_loses_and_repeats_nothing(
+    kafka: Broker,
+    names: Names,
+    trained_model: Path,
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    report: list[dict[str, object]],
+) -> None:
+    scenario = start_scenario(
+        kafka, names, worker_factory, trained_model, tmp_path, 40_000, rate=2_500, workers=2
+    )
+    time.sleep(3)
+    third = worker_factory(trained_model)
+    third.wait_ready()
+    _wait_until(lambda: len(_owned(third)) >= 1, "the third worker owns a partition")
+    time.sleep(3)
+    assert third.stop() == 0, third.log_tail()
+
+    figures = scenario.finish("3rd worker joins, leaves", "exactly_once", report)
+    assert figures["missing"] == 0, figures
+    assert figures["duplicates"] == 0, figures
+
+
+def test_a_poison_record_is_dead_lettered_once_and_blocks_nothing(
+    kafka: Broker,
+    names: Names,
+    trained_model: Path,
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    from confluent_kafka import Producer
+
+    from tests.reliability.scenario import write_signups
+
+    path = tmp_path / "signups.jsonl"
+    valid, _ = write_signups(path, 10_000, invalid_share=0.0)
+    values = path.read_bytes().splitlines()
+    worker = worker_factory(trained_model)
+    worker.wait_ready()
+    # Escaped as JSON, 200 KB of control characters would make a 1.2 MB dead letter; the 2 MB
+    # value arrives gzip-compressed by its producer, small on the wire.
+    poisons = {b"poison-ctrl": b"\x01" * 200_000, b"poison-gzip": b"A" * 2_000_000}
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "compression.type": "gzip",
+            "message.max.bytes": 5_000_000,
+            "linger.ms": 5,
+        }
+    )
+    for i, value in enumerate(values):
+        producer.produce(names.input_topic, value, json.loads(value)["customer_id"].encode())
+        if i == 5_000:
+            for key, poison in poisons.items():
+                producer.produce(names.input_topic, poison, key)
+    assert producer.flush(60) == 0
+
+    assignments = wait_for_records(kafka.bootstrap, names.output_topic, len(valid), timeout=120)
+    letters = wait_for_records(kafka.bootstrap, names.dlq_topic, len(poisons), timeout=60)
+    assert Counter(r.json()["source_event_id"] for r in assignments) == Counter(valid)
+    assert sorted(r.key for r in letters) == sorted(poisons)
+    for letter in letters:
+        body = letter.json()
+        assert body["value_truncated"] is True
+        assert body["value_size"] == len(poisons[letter.key or b""])
+        assert body["error_reason"] == "oversized"
+    assert worker.wait_ready()["ready"] is True
 
 
 def test_sigterm_exits_cleanly_within_10_seconds_and_loses_nothing(
@@ -172,9 +196,44 @@ def test_sigterm_exits_cleanly_within_10_seconds_and_loses_nothing(
     tmp_path: Path,
     report: list[dict[str, object]],
 ) -> None:
-    scenario = _start(kafka, names, worker_factory, trained_model, tmp_path, 10_000, rate=2_000)
-    worker = scenario.worker
+    scenario = start_scenario(
+        kafka, names, worker_factory, trained_model, tmp_path, 10_000, rate=2_000
+    )
     time.sleep(2.5)
+    elapsed = _terminate(scenario.worker)
+    worker_factory(trained_model).wait_ready()
+
+    figures = scenario.finish("SIGTERM + restart", "exactly_once", report)
+    figures["stop_seconds"] = round(elapsed, 2)
+    assert figures["missing"] == 0, figures
+    assert figures["duplicates"] == 0, figures
+
+
+def test_sigterm_during_a_broker_outage_exits_cleanly_and_loses_nothing(
+    kafka: Broker,
+    names: Names,
+    trained_model: Path,
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    report: list[dict[str, object]],
+) -> None:
+    scenario = start_scenario(
+        kafka, names, worker_factory, trained_model, tmp_path, 10_000, rate=2_000
+    )
+    time.sleep(2.5)
+    kafka.control("kill")
+    elapsed = _terminate(scenario.worker)
+    kafka.control("resume")
+    worker_factory(trained_model).wait_ready()
+
+    figures = scenario.finish("SIGTERM, broker down", "exactly_once", report)
+    figures["stop_seconds"] = round(elapsed, 2)
+    assert figures["missing"] == 0, figures
+    assert figures["duplicates"] == 0, figures
+
+
+def _terminate(worker: WorkerProcess) -> float:
+    """SIGTERM the worker; assert it exits 0 within 10 s and return how long it took."""
     stopping = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
     try:
@@ -184,9 +243,4 @@ def test_sigterm_exits_cleanly_within_10_seconds_and_loses_nothing(
     elapsed = time.monotonic() - stopping
     assert status == 0, worker.log_tail()
     assert elapsed < 10, f"SIGTERM took {elapsed:.1f} s"
-    worker_factory(trained_model).wait_ready()
-
-    figures = scenario.finish("SIGTERM + restart", "exactly_once", report)
-    figures["stop_seconds"] = round(elapsed, 2)
-    assert figures["missing"] == 0, figures
-    assert figures["duplicates"] == 0, figures
+    return elapsed
