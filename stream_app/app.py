@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,42 @@ class SegmentationApp:
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
 
+class _Throttled(logging.Filter):
+    """Lets each distinct log message through once per interval.
+
+    While a broker is down aiokafka (the model follower's client) logs the same connection
+    error ten times a second; the worker's own readiness and metrics already say it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._last: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.seconds) < self.seconds:
+            return False
+        self._last[key] = now
+        return True
+
+
+def _throttle_client_logs() -> None:
+    # Filters apply where a record is logged, not where it propagates: name each module.
+    for name in (
+        "aiokafka",
+        "aiokafka.conn",
+        "aiokafka.cluster",
+        "aiokafka.consumer.fetcher",
+        "aiokafka.consumer.group_coordinator",
+        "aiokafka.producer.sender",
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Throttled) for f in logger.filters):
+            logger.addFilter(_Throttled(30.0))
+
+
 class _WithoutFaustConsumer(BootStrategy):
     """Faust's own consumer stays off: the data plane is the only one consuming signups."""
 
@@ -42,6 +80,8 @@ class _App(faust.App):
 def create_app(settings: Settings) -> SegmentationApp:
     """Build the Faust app for settings; nothing connects until it is started."""
     from stream_app.views import register_views
+
+    _throttle_client_logs()
 
     app = _App(
         settings.app_id,

@@ -207,12 +207,17 @@ class DataPlane:
         # took ~40% of the hot path's time in batches of 2,000.
         gc.freeze()
         consumer = Consumer(self._consumer_config())
-        producer = Producer(self._producer_config())
         delivery: Delivery | None = None
         try:
             if settings.processing_guarantee == "exactly_once":
-                delivery = ExactlyOnce(producer, consumer, self._give_up, self._call_timeout)
+                delivery = ExactlyOnce(
+                    lambda: Producer(self._producer_config()),
+                    consumer,
+                    self._give_up,
+                    self._call_timeout,
+                )
             else:
+                producer = Producer(self._producer_config())
                 delivery = AtLeastOnce(producer, consumer, self._give_up, self._call_timeout)
             self._consumer, self._delivery = consumer, delivery
             consumer.subscribe(

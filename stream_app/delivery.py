@@ -14,6 +14,7 @@ Two policies behind one small interface, so the data plane only calls `send`, `c
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: How long one blocking librdkafka call may take before it is retried (seconds).
 CALL_TIMEOUT = 10.0
+#: How far past its own timeout a transactional call may run before its producer is replaced.
+_OVERRUN_SECONDS = 5.0
 
 
 class Delivery(Protocol):
@@ -82,21 +85,27 @@ class ExactlyOnce:
 
     def __init__(
         self,
-        producer: Producer,
+        make_producer: Callable[[], Producer],
         consumer: Consumer,
         give_up: Callable[[], bool],
         timeout: Callable[[], float] = lambda: CALL_TIMEOUT,
     ) -> None:
-        self._producer = producer
+        self._make_producer = make_producer
         self._consumer = consumer
         self._give_up = give_up
         self._timeout = timeout
         self._open = False
+        self._abandoned: list[Producer] = []
+        self._producer = self._started_producer()
+
+    def _started_producer(self) -> Producer:
+        producer = self._make_producer()
         try:
-            # Aborts whatever an earlier worker with this transactional id left open.
+            # Aborts whatever an earlier producer with this transactional id left open.
             producer.init_transactions(CALL_TIMEOUT * 3)
         except KafkaException as exc:
             raise self._failed("initialising transactions", exc) from None
+        return producer
 
     def send(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
         """Open a transaction if none is, and produce records into it."""
@@ -115,15 +124,51 @@ class ExactlyOnce:
             metadata = self._consumer.consumer_group_metadata()
             for attempt in retrying("sending offsets to the transaction", self._give_up):
                 with attempt:
-                    self._producer.send_offsets_to_transaction(offsets, metadata, self._timeout())
+                    self._bounded(self._producer.send_offsets_to_transaction, offsets, metadata)
             for attempt in retrying("committing the transaction", self._give_up):
                 with attempt:
-                    self._producer.commit_transaction(self._timeout())
+                    self._bounded(self._producer.commit_transaction)
         except KafkaException as exc:
             error = self._failed("committing a transaction", exc)
             self.abort()
             raise error from None
         self._open = False
+
+    def _bounded(self, call: Callable[..., object], *args: object) -> None:
+        """call(*args, timeout) on a thread of its own, given up on if it overruns.
+
+        librdkafka can block in send_offsets_to_transaction past its timeout after the group
+        coordinator was unreachable (confluentinc/librdkafka#5456, #5511, open in 2.16). A call
+        that overruns leaves its producer for good: a new one with the same transactional id
+        fences it and aborts its transaction, whose records are then read again.
+        """
+        timeout = self._timeout()
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call(*args, timeout)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        thread = threading.Thread(target=run, name="segstream-transaction-call", daemon=True)
+        thread.start()
+        thread.join(timeout + _OVERRUN_SECONDS)
+        if outcome:
+            if outcome[0] is not None:
+                raise outcome[0]
+            return
+        log.warning(
+            "segstream: %s overran its %.0f s timeout (librdkafka#5456); replacing the producer",
+            getattr(call, "__name__", "a transactional call"),
+            timeout,
+        )
+        self._abandoned.append(self._producer)  # a thread is still inside it
+        self._open = False
+        self._producer = self._started_producer()
+        raise TransactionAbortedError("the producer was stuck and has been replaced")
 
     def _failed(self, what: str, exc: KafkaException) -> SegstreamFailure:
         error = kafka_error(exc)
