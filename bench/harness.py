@@ -81,10 +81,10 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and all its children, live or reaped; 0 if gone."""
+def cpu_seconds(pid: int, live_children: bool = True) -> float:
+    """CPU time (user + system) of a process and its children, live or reaped; 0 if gone."""
     total = 0
-    for member in (pid, *_descendants(pid)):
+    for member in (pid, *(_descendants(pid) if live_children else [])):
         fields = _stat(member)
         if fields:
             # utime, stime, cutime, cstime: fields 14-17 of /proc/PID/stat.
@@ -108,17 +108,21 @@ class _Contention:
     """How many cores processes outside the benchmark kept busy while a measurement ran."""
 
     def __init__(self, own_pids: Sequence[int]) -> None:
-        self.own_pids = [*own_pids, os.getpid()]
+        self.own_pids = own_pids
         self.began = time.monotonic()
         self.machine = _machine_busy_seconds()
-        self.own = sum(cpu_seconds(pid) for pid in self.own_pids)
+        self.own = self._own()
+
+    def _own(self) -> float:
+        # The programs and the probe are the harness's children: counted once, on their own.
+        harness = cpu_seconds(os.getpid(), live_children=False)
+        return harness + sum(cpu_seconds(pid) for pid in self.own_pids)
 
     def other_cores(self) -> float:
         """Average number of cores used by everything else since the start."""
         wall = max(1e-3, time.monotonic() - self.began)
         machine = _machine_busy_seconds() - self.machine
-        own = sum(cpu_seconds(pid) for pid in self.own_pids) - self.own
-        return max(0.0, machine - own) / wall
+        return max(0.0, machine - (self._own() - self.own)) / wall
 
 
 @dataclass(frozen=True)
