@@ -58,4 +58,4 @@ kafka-stop:
 	scripts/kafka-local stop
 
 clean:
-	rm -rf $(VENV) .kafka-local demo-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .kafka-local demo-out .pytest_cache .mypy_cache .ruff_cache bench/.venvs

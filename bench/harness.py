@@ -45,6 +45,7 @@ BIN = Path(sys.executable).parent
 PARTITIONS = 4
 _GROUP_TIMEOUT = 120.0
 _RUN_LIMIT_S = 1800.0  # a slow program gets time enough; a broken one fails on its exit
+_WATCH_MIN_BYTES = 65_536  # throughput runs: the watcher's fetches stay few (bench.kafka.Watcher)
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -434,7 +435,12 @@ class Bench:
         await create_topics(self.bootstrap, [output_topic], PARTITIONS, log_append_time=True)
         expected = min(limit or self.events, self.events)
         watcher = await Watcher.start(
-            self.bootstrap, output_topic, PARTITIONS, expected, log_path=run_dir / "probe.log"
+            self.bootstrap,
+            output_topic,
+            PARTITIONS,
+            expected,
+            log_path=run_dir / "probe.log",
+            fetch_min_bytes=_WATCH_MIN_BYTES,
         )
         processes: list[_Process] = []
         try:

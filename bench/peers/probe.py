@@ -2,11 +2,12 @@
 
 Runs in bench/.venvs/confluent (not the product's environment), as a script:
 
-- `probe.py watch BOOTSTRAP TOPIC --partitions P --expect N [--dump FILE]`: a read_committed
-  consumer of every partition from the beginning. It prints `{"ready": true}` once connected,
-  a progress line a second, and, when it has seen N distinct keys, one line with the wall time
-  it saw the last of them (`seen_at`), then exits. With --dump it writes
-  `key<TAB>output append ms<TAB>ms seen` for the first record of every key.
+- `probe.py watch BOOTSTRAP TOPIC --partitions P --expect N [--dump FILE]
+  [--fetch-min-bytes B]`: a read_committed consumer of every partition from the beginning. It
+  prints `{"ready": true}` once connected, a progress line a second, and, when it has seen N
+  distinct keys, one line with the wall time it saw the last of them (`seen_at`), then exits.
+  With --dump it writes `key<TAB>output append ms<TAB>ms seen` for the first record of every
+  key.
 - `probe.py produce BOOTSTRAP TOPIC RECORDS [--rate R] [--dump FILE]`: produces the
   `key<TAB>value` lines of RECORDS (as fast as it can, or R a second) and prints a summary.
   With --dump it writes `key<TAB>append ms` from each delivery report: on a topic with
@@ -33,7 +34,9 @@ def _say(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def watch(bootstrap: str, topic: str, partitions: int, expect: int, dump: Path | None) -> None:
+def watch(
+    bootstrap: str, topic: str, partitions: int, expect: int, dump: Path | None, min_bytes: int
+) -> None:
     """Consume the topic read_committed until `expect` distinct keys were seen."""
     consumer = Consumer(
         {
@@ -42,7 +45,9 @@ def watch(bootstrap: str, topic: str, partitions: int, expect: int, dump: Path |
             "group.id": f"bench-probe-{topic}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
-            # A fetch returns as soon as records are visible; this bounds the wait when idle.
+            # A fetch returns once min_bytes are visible, or after 20 ms: with min_bytes 1 a
+            # record is seen at once; larger, the broker answers at most ~50 fetches a second.
+            "fetch.min.bytes": min_bytes,
             "fetch.wait.max.ms": 20,
         }
     )
@@ -156,6 +161,7 @@ def main() -> None:
     watching.add_argument("--partitions", type=int, required=True)
     watching.add_argument("--expect", type=int, required=True)
     watching.add_argument("--dump", type=Path)
+    watching.add_argument("--fetch-min-bytes", type=int, default=1)
     producing = commands.add_parser("produce")
     producing.add_argument("bootstrap")
     producing.add_argument("topic")
@@ -164,7 +170,14 @@ def main() -> None:
     producing.add_argument("--dump", type=Path)
     args = parser.parse_args()
     if args.command == "watch":
-        watch(args.bootstrap, args.topic, args.partitions, args.expect, args.dump)
+        watch(
+            args.bootstrap,
+            args.topic,
+            args.partitions,
+            args.expect,
+            args.dump,
+            args.fetch_min_bytes,
+        )
     else:
         produce(args.bootstrap, args.topic, args.records, args.rate, args.dump)
 
