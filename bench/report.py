@@ -179,8 +179,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_fmt(ratios['eo_broker_cpu_vs_quix_eo'], 2)}x broker CPU per event; at-least-once "
         f"worker / Quix at-least-once **{_fmt(ratios['alo_vs_quix_alo'], 2)}x**; at-least-once "
         f"worker / confluent-kafka passthrough **{_fmt(ratios['alo_vs_confluent'], 2)}x**; "
-        f"exactly-once worker / naive agent **{_fmt(ratios['eo_vs_naive'], 1)}x**; two workers "
-        f"/ one {_fmt(ratios['scale_out_speedup'], 2)}x.",
+        f"exactly-once worker / naive agent **{_fmt(ratios['eo_vs_naive'], 1)}x**"
+        + (
+            f"; two workers / one {_fmt(ratios['scale_out_speedup'], 2)}x."
+            if results["scale_out"]
+            else "."
+        ),
         "",
     ]
     if results["latency"]:
@@ -233,7 +237,11 @@ def markdown(results: dict[str, Any]) -> str:
             "| --- | ---: | ---: | --- |",
         ]
         for variant in results["variants"]:
-            latency = "/".join(_fmt(variant.get(name)) for name in ("p50_ms", "p95_ms", "p99_ms"))
+            latency = (
+                " / ".join(_fmt(variant[name]) for name in ("p50_ms", "p95_ms", "p99_ms"))
+                if "p99_ms" in variant
+                else ""
+            )
             lines.append(
                 f"| {variant['title']} | {_fmt(variant['events_per_s'])} "
                 f"| {_fmt(variant['cpu_us_per_event'], 1)} | {latency} |"
