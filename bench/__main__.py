@@ -216,6 +216,7 @@ def _row(
         "events_per_s_runs": [r.events_per_s for r in runs],
         "wall_s": middle("wall_s"),
         "startup_s": middle("startup_s"),
+        "visible_lag_s": middle("visible_lag_s"),
         "drain_events_per_s": middle("drain_events_per_s"),
         "cpu_us_per_event": middle("cpu_us_per_event"),
         "broker_cpu_us_per_event": middle("broker_cpu_us_per_event"),
@@ -256,7 +257,8 @@ def _describe(run: ThroughputRun) -> str:
     duplicates = run.outputs - run.distinct_keys
     return warning + (
         f"{run.events_per_s:,.0f} events/s start to last visible ({run.wall_s:.1f} s, first "
-        f"output after {run.startup_s:.1f} s, {run.drain_events_per_s:,.0f}/s first to last), "
+        f"output after {run.startup_s:.1f} s, {run.drain_events_per_s:,.0f}/s first to last, "
+        f"last output seen {run.visible_lag_s:.2f} s after its append), "
         f"{run.cpu_us_per_event:.1f} us CPU/event, broker {run.broker_cpu_us_per_event:.1f} "
         f"us/event, RSS {max(run.peak_rss_mb):.0f} MiB, {run.distinct_keys:,} outputs"
         + (f" + {duplicates:,} duplicates" if duplicates else "")

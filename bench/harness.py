@@ -253,6 +253,7 @@ class ThroughputRun:
     events_per_s: float  # events / (last output visible to read_committed - process start)
     wall_s: float  # process start to last output visible
     startup_s: float  # process start to the first output's append time
+    visible_lag_s: float  # last output's append time to the moment the watcher saw it
     drain_events_per_s: float  # events / (last output appended - first output appended)
     cpu_us_per_event: float  # CPU of the program's processes (children included), start to end
     broker_cpu_us_per_event: float  # CPU the broker used meanwhile, per event
@@ -483,6 +484,7 @@ class Bench:
             events_per_s=expected / wall,
             wall_s=wall,
             startup_s=seen.first_append_ms / 1000 - started,
+            visible_lag_s=seen.seen_at - seen.last_append_ms / 1000,
             drain_events_per_s=(seen.distinct - 1) / drain_s if drain_s > 0 else float("nan"),
             cpu_us_per_event=cpu / expected * 1e6,
             broker_cpu_us_per_event=broker_cpu / expected * 1e6,
