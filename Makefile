@@ -43,9 +43,11 @@ integration: install
 test-reliability: install
 	$(BIN)/pytest tests/reliability
 
-# Not part of `make test`: about 8 minutes on 2 cores (longer on a busy machine), on a broker
-# of its own that it starts and stops. `make bench BENCH_ARGS=--quick` is a quick smoke run;
-# the results and how they are measured are in bench/README.md.
+# Not part of `make test`: about 20-25 minutes on 2 cores with a worker that drains 1,000,000
+# events in seconds (longer on a busy machine or a slower worker), on a broker of its own that
+# it starts and stops; the first run also makes bench/.venvs/ (the Quix Streams and
+# confluent-kafka peers). `make bench BENCH_ARGS=--quick` is a smoke run of a few minutes;
+# the method is in bench/README.md, the figures in bench/results/latest.md.
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
@@ -56,4 +58,4 @@ kafka-stop:
 	scripts/kafka-local stop
 
 clean:
-	rm -rf $(VENV) .kafka-local demo-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .kafka-local demo-out .pytest_cache .mypy_cache .ruff_cache bench/.venvs

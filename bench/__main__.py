@@ -1,9 +1,10 @@
 """`python -m bench`: the whole benchmark in one run on a broker of its own (see README.md).
 
-On one pre-filled topic, one after the other and repeated: (a) `segstream worker`, (b) a bare
-aiokafka consume -> produce passthrough, (c) a naive Faust agent calling scikit-learn per event;
-then the worker's latency at a fixed offered rate, two workers on the four partitions, and the
-scoring kernel against scikit-learn. Prints a table and writes JSON and a plot.
+On one pre-filled topic (1,000,000 signups, 4 partitions), interleaved and repeated: the
+segstream worker exactly-once and at-least-once, a Quix Streams app exactly-once and
+at-least-once, a confluent-kafka passthrough, an aiokafka passthrough and a naive Faust agent;
+then end-to-end latency at fixed offered rates, two workers on the four partitions, and the
+scoring kernel against scikit-learn. Writes JSON, a Markdown table and a plot.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.markdown import Markdown
 
-from bench import profile, report
+from bench import profile, report, venvs
 from bench.harness import PARTITIONS, PROGRAMS, Bench, LatencyRun, ThroughputRun, median
-from bench.kafka import LocalBroker, create_topics, prefill
+from bench.kafka import LocalBroker, create_topics, produce_records, write_records
 from stream_app.settings import Settings
 from training.generate import generate_signups
 
@@ -39,19 +41,42 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 console = Console(width=160)  # whole table rows in logs and under make, too
 
+#: The throughput rows, in the order they run within each repeat.
+THROUGHPUT_ROWS = (
+    "worker-eo",
+    "worker-alo",
+    "quix-eo",
+    "quix-alo",
+    "confluent-passthrough",
+    "aiokafka-passthrough",
+    "naive",
+)
+#: Programs whose end-to-end latency is measured at each offered rate.
+LATENCY_PROGRAMS = ("worker-eo", "quix-eo")
+
+
+def _rates(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
+
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--events", type=int, default=200_000, help="signups in the topic")
+    parser.add_argument("--events", type=int, default=1_000_000, help="signups in the topic")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--rate", type=float, default=2_000, help="offered events/s, latency")
-    parser.add_argument("--latency-seconds", type=float, default=20, help="per latency run")
+    parser.add_argument(
+        "--rates",
+        type=_rates,
+        default=[2_000.0, 20_000.0],
+        help="offered events/s for the latency runs, comma-separated",
+    )
+    parser.add_argument("--latency-seconds", type=float, default=10, help="per latency run")
     parser.add_argument(
         "--naive-events",
         type=int,
-        default=20_000,
+        default=30_000,
         help="the naive agent is timed on the first N events of the same topic (it is slow)",
     )
+    parser.add_argument("--no-scale-out", action="store_true", help="skip the two-workers runs")
     # The worker's own defaults, so that every program is batched as the worker is.
     defaults = {name: field.default for name, field in Settings.model_fields.items()}
     parser.add_argument(
@@ -63,13 +88,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=defaults["batch_window_ms"],
         help="SEGSTREAM_BATCH_WINDOW_MS",
     )
-    parser.add_argument("--warmup", type=float, default=0.1, help="share of a run excluded")
     parser.add_argument(
         "--worker-env",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="extra environment for the worker (e.g. Faust's PRODUCER_LINGER=0.005)",
+        help="extra environment for the programs (e.g. Faust's PRODUCER_LINGER=0.005)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small and fast: a smoke test of the harness"
@@ -103,6 +127,7 @@ def _machine(broker: LocalBroker) -> dict[str, Any]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
+    ours = ("faust-streaming", "aiokafka", "numpy", "scikit-learn", "pydantic")
     return {
         "cores": os.cpu_count(),
         "memory_gib": memory_kib / 1024**2,
@@ -110,11 +135,10 @@ def _machine(broker: LocalBroker) -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "kafka": broker.version(),
-        "faust_streaming": importlib.metadata.version("faust-streaming"),
-        "aiokafka": importlib.metadata.version("aiokafka"),
-        "numpy": importlib.metadata.version("numpy"),
-        "scikit_learn": importlib.metadata.version("scikit-learn"),
-        "pydantic": importlib.metadata.version("pydantic"),
+        "load_average_at_start": list(os.getloadavg()),
+        "packages": {name: importlib.metadata.version(name) for name in ours},
+        "quix_venv": venvs.versions("quix", ("quixstreams", "confluent-kafka", "numpy")),
+        "confluent_venv": venvs.versions("confluent", ("confluent-kafka",)),
     }
 
 
@@ -167,38 +191,59 @@ def _kernel(model_dir: Path, work: Path, points: int) -> dict[str, Any]:
     return result
 
 
-def _signups(n: int, seed: int) -> list[tuple[bytes, bytes]]:
-    records = []
-    for value in generate_signups(n, seed=seed):
-        records.append((json.loads(value)["customer_id"].encode(), value))
-    return records
+def _write_signups(path: Path, n: int, seed: int) -> Path:
+    """n generated signups keyed by customer_id, in the probe's records format."""
+    write_records(
+        path,
+        ((json.loads(value)["customer_id"].encode(), value) for value in generate_signups(n, seed)),
+    )
+    return path
 
 
 def _row(
-    title: str,
-    short: str,
-    runs: Sequence[ThroughputRun],
-    latency: Sequence[LatencyRun] = (),
-    extra_rss: Sequence[float] = (),
+    title: str, short: str, runs: Sequence[ThroughputRun], extra_rss: Sequence[float] = ()
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {
+    def middle(name: str) -> float:
+        return median([getattr(run, name) for run in runs])
+
+    return {
         "title": title,
         "short": short,
-        "throughput": median([r.throughput for r in runs]),
-        "throughput_runs": [r.throughput for r in runs],
-        "first_to_last_throughput": median([r.first_to_last for r in runs]),
-        "cpu_us_per_event": median([r.cpu_us_per_event for r in runs]),
-        "cpu_share": median([r.cpu_share for r in runs]),
-        "other_cores": median([r.other_cores for r in runs]),
-        "events_timed": runs[0].events if runs else 0,
+        "program": runs[0].program,
+        "instances": runs[0].instances,
+        "events": runs[0].events,
+        "events_per_s": middle("events_per_s"),
+        "events_per_s_runs": [r.events_per_s for r in runs],
+        "wall_s": middle("wall_s"),
+        "startup_s": middle("startup_s"),
+        "visible_lag_s": middle("visible_lag_s"),
+        "drain_events_per_s": middle("drain_events_per_s"),
+        "cpu_us_per_event": middle("cpu_us_per_event"),
+        "broker_cpu_us_per_event": middle("broker_cpu_us_per_event"),
+        "cpu_share": middle("cpu_share"),
+        "other_cores": middle("other_cores"),
+        "other_cores_runs": [r.other_cores for r in runs],
         "peak_rss_mb": max([rss for r in runs for rss in r.peak_rss_mb] + list(extra_rss)),
+        "outputs_runs": [r.outputs for r in runs],
+        "distinct_keys_runs": [r.distinct_keys for r in runs],
     }
-    if latency:
-        for name in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
-            row[name] = median([getattr(run, name) for run in latency])
-            row[f"{name}_runs"] = [getattr(run, name) for run in latency]
-        row["latency_events_measured"] = latency[0].measured
-        row["latency_other_cores"] = median([run.other_cores for run in latency])
+
+
+def _latency_row(title: str, rate: float, runs: Sequence[LatencyRun]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "title": title,
+        "program": runs[0].program,
+        "rate": rate,
+        "achieved_rate": median([r.achieved_rate for r in runs]),
+        "events": runs[0].events,
+        "measured": runs[0].measured,
+        "other_cores": median([r.other_cores for r in runs]),
+        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+    }
+    names = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+    for name in (*names, "visible_p50_ms", "visible_p95_ms", "visible_p99_ms"):
+        row[name] = median([getattr(run, name) for run in runs])
+        row[f"{name}_runs"] = [getattr(run, name) for run in runs]
     return row
 
 
@@ -207,201 +252,193 @@ def _log(message: str) -> None:
 
 
 def _describe(run: ThroughputRun) -> str:
-    complete = run.outputs == run.distinct_keys == run.events
-    warning = "" if complete else " [red](outputs differ from events)[/red]"
+    complete = run.distinct_keys >= run.events
+    warning = "" if complete else " [red](fewer outputs than events)[/red]"
+    duplicates = run.outputs - run.distinct_keys
     return warning + (
-        f"{run.throughput:,.0f} events/s, {run.cpu_us_per_event:.1f} us CPU/event, "
-        f"RSS {max(run.peak_rss_mb):.0f} MiB, {run.outputs:,} outputs; "
-        f"other processes kept {run.other_cores:.2f} cores busy"
+        f"{run.events_per_s:,.0f} events/s start to last visible ({run.wall_s:.1f} s, first "
+        f"output after {run.startup_s:.1f} s, {run.drain_events_per_s:,.0f}/s first to last, "
+        f"last output seen {run.visible_lag_s:.2f} s after its append), "
+        f"{run.cpu_us_per_event:.1f} us CPU/event, broker {run.broker_cpu_us_per_event:.1f} "
+        f"us/event, RSS {max(run.peak_rss_mb):.0f} MiB, {run.distinct_keys:,} outputs"
+        + (f" + {duplicates:,} duplicates" if duplicates else "")
+        + f"; other processes kept {run.other_cores:.2f} cores busy"
     )
-
-
-async def _repeat_throughput(
-    bench: Bench, name: str, repeats: int, **kwargs: Any
-) -> list[ThroughputRun]:
-    runs = []
-    for index in range(repeats):
-        run = await bench.throughput(PROGRAMS[name], **kwargs)
-        _log(f"  {name} #{index + 1}: {_describe(run)}")
-        runs.append(run)
-    return runs
 
 
 async def _measure(
-    args: argparse.Namespace, bench: Bench, model_dir: Path, on_bench: Callable[[str], None]
+    args: argparse.Namespace, bench: Bench, work: Path, on_bench: Callable[[str], None]
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    worker_runs: list[ThroughputRun] = []
-    passthrough_runs: list[ThroughputRun] = []
-    naive_runs: list[ThroughputRun] = []
-    # Interleaved, so slow drift of the machine spreads over all three programs alike.
+    runs: dict[str, list[ThroughputRun]] = {name: [] for name in THROUGHPUT_ROWS}
+    # Interleaved, so slow drift of the machine spreads over all programs alike.
     for index in range(args.repeats):
         on_bench(f"throughput, repeat {index + 1} of {args.repeats}")
-        for name, runs, limit in (
-            ("worker", worker_runs, None),
-            ("passthrough", passthrough_runs, None),
-            ("naive", naive_runs, args.naive_events),
-        ):
-            run = await bench.throughput(PROGRAMS[name], limit=limit, warmup_fraction=args.warmup)
+        for name in THROUGHPUT_ROWS:
+            limit = args.naive_events if name == "naive" else None
+            run = await bench.throughput(PROGRAMS[name], limit=limit)
             _log(f"  {name}: {_describe(run)}")
-            runs.append(run)
+            runs[name].append(run)
 
-    latency_worker: list[LatencyRun] = []
-    latency_passthrough: list[LatencyRun] = []
-    n_latency = int(args.rate * args.latency_seconds)
+    latency: dict[tuple[str, float], list[LatencyRun]] = {}
+    records = {
+        rate: _write_signups(
+            work / f"latency-{rate:.0f}.tsv", int(rate * args.latency_seconds), seed=1_000
+        )
+        for rate in args.rates
+    }
     for index in range(args.repeats):
-        on_bench(f"latency at {args.rate:,.0f} events/s, repeat {index + 1} of {args.repeats}")
-        records = _signups(n_latency, seed=1_000 + index)
-        for name, sink in (("worker", latency_worker), ("passthrough", latency_passthrough)):
-            timed = await bench.latency(PROGRAMS[name], records, args.rate, warmup_s=2.0)
-            _log(
-                f"  {name}: p50 {timed.p50_ms:.1f} ms, p95 {timed.p95_ms:.1f} ms, "
-                f"p99 {timed.p99_ms:.1f} ms, max {timed.max_ms:.0f} ms "
-                f"over {timed.measured:,} events; "
-                f"other processes kept {timed.other_cores:.2f} cores busy"
-            )
-            sink.append(timed)
+        for rate in args.rates:
+            on_bench(f"latency at {rate:,.0f} events/s, repeat {index + 1} of {args.repeats}")
+            for name in LATENCY_PROGRAMS:
+                count = int(rate * args.latency_seconds)
+                timed = await bench.latency(
+                    PROGRAMS[name], records[rate], count, rate, warmup_s=2.0
+                )
+                _log(
+                    f"  {name}: p50 {timed.p50_ms:.1f} ms, p95 {timed.p95_ms:.1f} ms, "
+                    f"p99 {timed.p99_ms:.1f} ms, max {timed.max_ms:.0f} ms append to append; "
+                    f"visible p50 {timed.visible_p50_ms:.0f} ms, p99 {timed.visible_p99_ms:.0f} "
+                    f"ms; over {timed.measured:,} events offered at "
+                    f"{timed.achieved_rate:,.0f}/s; other processes kept "
+                    f"{timed.other_cores:.2f} cores busy"
+                )
+                latency.setdefault((name, rate), []).append(timed)
 
-    on_bench("scale-out: two workers on the four partitions")
-    pair_runs = await _repeat_throughput(
-        bench, "worker", args.repeats, instances=2, warmup_fraction=args.warmup
-    )
-    for run in pair_runs:
-        _log(f"  assignment {run.assignment}, unchanged during the run: {run.assignment_stable}")
+    pair_runs: list[ThroughputRun] = []
+    if not args.no_scale_out:
+        on_bench("scale-out: two exactly-once workers on the four partitions")
+        for _ in range(args.repeats):
+            run = await bench.throughput(PROGRAMS["worker-eo"], instances=2)
+            _log(f"  {_describe(run)}")
+            _log(f"  assignment {run.assignment}, unchanged: {run.assignment_stable}")
+            pair_runs.append(run)
 
+    worker_latency_rss = [
+        r.peak_rss_mb for (n, _), rs in latency.items() for r in rs if "worker" in n
+    ]
     rows = [
         _row(
-            "a. segstream worker",
-            "a. worker",
-            worker_runs,
-            latency_worker,
-            extra_rss=[r.peak_rss_mb for r in latency_worker],
-        ),
-        _row(
-            "b. aiokafka passthrough, no scoring",
-            "b. passthrough",
-            passthrough_runs,
-            latency_passthrough,
-        ),
-        _row(
-            f"c. naive Faust agent, sklearn predict per event (first {args.naive_events:,})",
-            "c. naive agent",
-            naive_runs,
-        ),
-        _row("two segstream workers, combined", "a x 2 workers", pair_runs),
+            PROGRAMS[name].title
+            + (f" (first {args.naive_events:,} events)" if name == "naive" else ""),
+            name,
+            runs[name],
+            extra_rss=worker_latency_rss if name == "worker-eo" else (),
+        )
+        for name in THROUGHPUT_ROWS
     ]
-    worker, passthrough, naive, pair = rows
+    if pair_runs:
+        rows.append(
+            _row("two segstream workers, exactly-once, one group", "worker-eo x 2", pair_runs)
+        )
     results["rows"] = rows
-    results["scale_out"] = {
-        "runs": [
-            {
-                "throughput": r.throughput,
-                "assignment": r.assignment,
-                "each_partition_owned_by_exactly_one_worker": sorted(
-                    p for parts in r.assignment.values() for p in parts
-                )
-                == list(range(PARTITIONS))
-                and len(r.assignment) == 2,
-                "assignment_unchanged_during_run": r.assignment_stable,
-                "outputs": r.outputs,
-                "distinct_keys": r.distinct_keys,
-            }
-            for r in pair_runs
-        ]
-    }
-    results["summary"] = {
-        "worker_throughput": worker["throughput"],
-        "passthrough_throughput": passthrough["throughput"],
-        "naive_throughput": naive["throughput"],
-        "two_workers_throughput": pair["throughput"],
-        "ratio_worker_to_passthrough": worker["throughput"] / passthrough["throughput"],
-        "ratio_worker_to_naive": worker["throughput"] / naive["throughput"],
-        "scale_out_speedup": pair["throughput"] / worker["throughput"],
-        "worker_p50_ms": worker["p50_ms"],
-        "worker_p95_ms": worker["p95_ms"],
-        "worker_p99_ms": worker["p99_ms"],
-        "worker_peak_rss_mb": max(worker["peak_rss_mb"], pair["peak_rss_mb"]),
-    }
+    results["latency"] = [
+        _latency_row(PROGRAMS[name].title, rate, timed) for (name, rate), timed in latency.items()
+    ]
+    results["scale_out"] = [
+        {
+            "events_per_s": r.events_per_s,
+            "assignment": r.assignment,
+            "each_partition_owned_by_exactly_one_worker": sorted(
+                p for parts in r.assignment.values() for p in parts
+            )
+            == list(range(PARTITIONS))
+            and len(r.assignment) == 2,
+            "assignment_unchanged_during_run": r.assignment_stable,
+            "outputs": r.outputs,
+            "distinct_keys": r.distinct_keys,
+        }
+        for r in pair_runs
+    ]
     results["_latencies"] = {
-        "a. worker": [v for run in latency_worker for v in run.latencies_ms],
-        "b. passthrough": [v for run in latency_passthrough for v in run.latencies_ms],
+        f"{name} at {rate:,.0f}/s": [v for run in timed for v in run.latencies_ms]
+        for (name, rate), timed in latency.items()
     }
-
     if args.explain:
-        results["variants"] = await _variants(args, bench, worker, on_bench)
+        results["variants"] = await _variants(args, bench, records, on_bench)
     if args.profile:
         results["profile"] = await _profile(args, bench, on_bench)
     return results
 
 
 async def _variants(
-    args: argparse.Namespace, bench: Bench, worker: dict[str, Any], on_bench: Callable[[str], None]
+    args: argparse.Namespace,
+    bench: Bench,
+    records: dict[float, Path],
+    on_bench: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    at_least_once = {"SEGSTREAM_PROCESSING_GUARANTEE": "at_least_once"}
     big_buffer = {"STREAM_BUFFER_MAXSIZE": "32768"}  # Faust's setting, read from the environment
-    plans: list[tuple[str, str, dict[str, str]]] = [
+    # (title, program, environment, with a latency run)
+    plans: list[tuple[str, str, dict[str, str], bool]] = [
         (
             "Faust floor: the worker forwarding records unchanged, no decode/score",
             "variant",
             {"BENCH_VARIANT": "faust-passthrough"},
+            False,
         ),
         (
             "exactly-once, transactional producers with their former 5 ms linger",
             "variant",
             {"BENCH_VARIANT": "txn-linger-5ms"},
+            True,
         ),
         (
-            "exactly-once, 20 ms batch window (the default before)",
-            "worker",
+            "exactly-once, 20 ms batch window",
+            "worker-eo",
             {"SEGSTREAM_BATCH_WINDOW_MS": "20"},
+            True,
         ),
         (
             "exactly-once, batches of 2,000 / 50 ms",
-            "worker",
+            "worker-eo",
             {"SEGSTREAM_BATCH_SIZE": "2000", "SEGSTREAM_BATCH_WINDOW_MS": "50"},
+            True,
         ),
         (
             "Faust floor without the per-record guard (unsafe, measurement only)",
             "variant",
             {"BENCH_VARIANT": "faust-passthrough,drain-unguarded"},
+            False,
         ),
         (
             "Faust floor without the guard, stream buffer of 32,768 records",
             "variant",
             {"BENCH_VARIANT": "faust-passthrough,drain-unguarded", **big_buffer},
+            False,
         ),
         (
             "exactly-once without the guard, stream buffer of 32,768 records",
             "variant",
             {"BENCH_VARIANT": "drain-unguarded", **big_buffer},
+            True,
         ),
-        ("exactly-once, stream buffer of 32,768 records", "worker", big_buffer),
-        ("at-least-once (Faust's producer, 5 ms linger, 256 KiB batches)", "worker", at_least_once),
+        ("exactly-once, stream buffer of 32,768 records", "worker-eo", big_buffer, False),
         (
             "process_records in a plain aiokafka loop, no Faust (bench only)",
             "aiokafka-pipeline",
             {},
+            False,
         ),
     ]
+    rate = args.rates[0]
     variants = []
     base_env = dict(bench.extra_env)
     try:
-        for title, program, env in plans:
+        for title, program, env, with_latency in plans:
             on_bench(f"variant: {title}")
             bench.extra_env = {**base_env, **env}
             runs = []
             for _ in range(args.explain_repeats):
-                run = await bench.throughput(PROGRAMS[program], warmup_fraction=args.warmup)
+                run = await bench.throughput(PROGRAMS[program])
                 _log(f"  {_describe(run)}")
                 runs.append(run)
             entry = _row(title, title, runs)
             entry["env"] = env
-            entry["vs_worker"] = entry["throughput"] / worker["throughput"]
-            if not title.startswith(("Faust floor", "process_records", "exactly-once, stream")):
-                records = _signups(int(args.rate * args.latency_seconds), seed=2_000)
-                latency = await bench.latency(PROGRAMS[program], records, args.rate, warmup_s=2.0)
-                _log(f"  latency p50 {latency.p50_ms:.1f} ms, p99 {latency.p99_ms:.1f} ms")
-                entry.update(p50_ms=latency.p50_ms, p95_ms=latency.p95_ms, p99_ms=latency.p99_ms)
+            if with_latency:
+                count = int(rate * args.latency_seconds)
+                timed = await bench.latency(PROGRAMS[program], records[rate], count, rate, 2.0)
+                _log(f"  latency p50 {timed.p50_ms:.1f} ms, p99 {timed.p99_ms:.1f} ms")
+                entry.update(p50_ms=timed.p50_ms, p95_ms=timed.p95_ms, p99_ms=timed.p99_ms)
             variants.append(entry)
     finally:
         bench.extra_env = base_env
@@ -417,8 +454,7 @@ async def _profile(
     raw.unlink(missing_ok=True)
     spies: list[subprocess.Popen[bytes]] = []
     run = await bench.throughput(
-        PROGRAMS["worker"],
-        warmup_fraction=args.warmup,
+        PROGRAMS["worker-eo"],
         on_started=lambda pids: spies.extend(profile.attach(pid, raw) for pid in pids),
     )
     for spy in spies:
@@ -426,7 +462,7 @@ async def _profile(
     _log(f"  under py-spy: {_describe(run)}")
     return {
         "collapsed_stacks": str(raw),
-        "throughput_while_profiled": run.throughput,
+        "events_per_s_while_profiled": run.events_per_s,
         "layers": profile.summarise(raw) if raw.exists() else {},
     }
 
@@ -439,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; the exit status is 0 when it ran, whatever the figures."""
     args = _parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    for name in venvs.NAMES:
+        venvs.ensure(name, log=_log)
     work = Path(tempfile.mkdtemp(prefix="segstream-bench-"))
     broker = LocalBroker(work / "kafka")
     began = time.monotonic()
@@ -459,11 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         input_topic = "bench-signups"
         _log(f"pre-filling {input_topic} with {args.events:,} signups on {PARTITIONS} partitions")
-        records = _signups(args.events, seed=11)
-        asyncio.run(create_topics(bootstrap, [input_topic], PARTITIONS))
-        seconds = asyncio.run(prefill(bootstrap, input_topic, records))
-        _log(f"  {args.events / seconds:,.0f} events/s produced")
-        del records
+        signups = _write_signups(work / "signups.tsv", args.events, seed=11)
+        asyncio.run(create_topics(bootstrap, [input_topic], PARTITIONS, log_append_time=True))
+        filled = asyncio.run(produce_records(bootstrap, input_topic, signups))
+        _log(f"  {filled['rate']:,.0f} events/s produced")
         extra_env = dict(item.split("=", 1) for item in args.worker_env)
         bench = Bench(
             bootstrap,
@@ -478,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log=_log,
         )
         results = asyncio.run(
-            _measure(args, bench, model_dir, lambda what: _log(f"[bold]{what}[/bold]"))
+            _measure(args, bench, work, lambda what: _log(f"[bold]{what}[/bold]"))
         )
         latencies = results.pop("_latencies")
         results = {
@@ -491,28 +528,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "events": args.events,
                 "partitions": PARTITIONS,
                 "repeats": args.repeats,
-                "rate": args.rate,
+                "rates": args.rates,
                 "latency_seconds": args.latency_seconds,
                 "naive_events": args.naive_events,
                 "batch_size": args.batch_size,
                 "batch_window_ms": args.batch_window_ms,
-                "warmup_fraction": args.warmup,
                 "worker_env": extra_env,
+                "quick": args.quick,
             },
             "kernel": kernel,
             **results,
         }
+        results["summary"] = report.summary(results)
         results["targets"] = report.targets(results)
+        markdown = report.markdown(results)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        json_path = args.out / f"bench-{stamp}.json"
-        png_path = args.out / f"bench-{stamp}.png"
-        report.write_json(results, json_path)
-        report.plot(results, latencies, png_path)
-        shutil.copyfile(json_path, args.out / "latest.json")
-        shutil.copyfile(png_path, args.out / "latest.png")
+        latest = "quick" if args.quick else "latest"  # a smoke run never replaces full figures
+        written: dict[str, Callable[[Path], object]] = {
+            ".json": lambda path: report.write_json(results, path),
+            ".md": lambda path: path.write_text(markdown),
+            ".png": lambda path: report.plot(results, latencies, path),
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        for suffix, write in written.items():
+            path = args.out / f"bench-{stamp}{suffix}"
+            write(path)
+            shutil.copyfile(path, args.out / f"{latest}{suffix}")
         console.print()
-        report.print_tables(results, console)
-        console.print(f"wrote {json_path} and {png_path} in {results['duration_s']} s")
+        console.print(Markdown(markdown))
+        console.print(
+            f"wrote {args.out}/bench-{stamp}.{{json,md,png}} and {latest}.* "
+            f"in {results['duration_s']} s"
+        )
         return 0
     except BaseException:
         keep_work = True

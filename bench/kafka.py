@@ -1,28 +1,35 @@
-"""Kafka plumbing of the benchmark: the local broker, topics, group views, producing, reading."""
+"""Kafka plumbing of the benchmark: the local broker, topics, group views, producing, watching.
+
+Producing records and watching an output topic go through `bench/peers/probe.py`, a librdkafka
+client in bench/.venvs/confluent, so that the harness's own Kafka work stays small next to the
+program it measures (aiokafka would cost about five times as much CPU per record).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+from bench import venvs
 
 __all__ = [
     "GroupView",
     "LocalBroker",
-    "OutputRecord",
+    "Seen",
+    "Watcher",
     "create_topics",
     "describe_group",
-    "end_offsets_total",
-    "prefill",
-    "produce_at_rate",
-    "read_records",
+    "produce_records",
+    "write_records",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,116 +142,129 @@ async def describe_group(bootstrap: str, group: str, topic: str) -> GroupView:
     return GroupView(state=described["state"], members=members)
 
 
-async def end_offsets_total(bootstrap: str, topic: str, partitions: int) -> int:
-    """Number of records in the topic (sum of end offsets; topics here start at offset 0)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        ends = await consumer.end_offsets(tps)
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
+def write_records(path: Path, records: Iterable[tuple[bytes, bytes]]) -> int:
+    """Write (key, value) records as the probe reads them, `key<TAB>value` a line; the count."""
+    count = 0
+    with path.open("wb") as out:
+        for key, value in records:
+            out.write(key + b"\t" + value + b"\n")
+            count += 1
+    return count
 
 
-def _producer(bootstrap: str, linger_ms: int) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=linger_ms,
-        max_batch_size=262_144,
-        enable_idempotence=True,
-    )
+def _probe(*args: str) -> list[str]:
+    return [str(venvs.python("confluent")), str(venvs.PEERS / "probe.py"), *args]
 
 
-async def prefill(
-    bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]], chunk: int = 5_000
-) -> float:
-    """Produce (key, value) records as fast as possible; return the seconds it took."""
-    producer = _producer(bootstrap, linger_ms=5)
-    await producer.start()
-    began = time.perf_counter()
-    try:
-        for start in range(0, len(records), chunk):
-            pending = [
-                await producer.send(topic, value=value, key=key)
-                for key, value in records[start : start + chunk]
-            ]
-            await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return time.perf_counter() - began
+async def produce_records(
+    bootstrap: str,
+    topic: str,
+    records: Path,
+    rate: float = 0.0,
+    dump: Path | None = None,
+    log_path: Path | None = None,
+) -> dict[str, Any]:
+    """Produce a records file (at `rate` a second, or as fast as possible); the probe's summary.
+
+    With `dump`, each record's key and append time (from its delivery report) go to that file.
+    """
+    args = ["produce", bootstrap, topic, str(records), "--rate", str(rate)]
+    if dump is not None:
+        args += ["--dump", str(dump)]
+    with (log_path or Path("/dev/null")).open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *_probe(*args), stdout=asyncio.subprocess.PIPE, stderr=log
+        )
+        out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"producing {records} to {topic} failed ({process.returncode})")
+    summary: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    return summary
 
 
-async def produce_at_rate(
-    bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]], rate: float
-) -> dict[bytes, int]:
-    """Produce records at a fixed rate; return each key's CreateTime in epoch milliseconds."""
-    producer = _producer(bootstrap, linger_ms=0)
-    await producer.start()
-    sent_at: dict[bytes, int] = {}
-    pending = []
-    try:
-        began = time.perf_counter()
-        sent = 0
-        while sent < len(records):
-            due = min(len(records), int((time.perf_counter() - began) * rate) + 1)
-            while sent < due:
-                key, value = records[sent]
-                now_ms = int(time.time() * 1000)
-                pending.append(
-                    await producer.send(topic, value=value, key=key, timestamp_ms=now_ms)
+@dataclass(frozen=True)
+class Seen:
+    """What the watcher saw by the time every expected key was visible."""
+
+    seen_at: float  # wall time (epoch seconds) the last expected output was seen
+    seen: int  # output records, duplicates included
+    distinct: int
+    first_append_ms: int  # broker append times of the first and last output seen
+    last_append_ms: int
+
+
+class Watcher:
+    """A read_committed consumer of a whole output topic, in a probe process of its own."""
+
+    def __init__(self, process: asyncio.subprocess.Process, topic: str, expect: int) -> None:
+        self.process = process
+        self.topic = topic
+        self.expect = expect
+        self.pid = process.pid
+
+    @classmethod
+    async def start(
+        cls,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        expect: int,
+        log_path: Path,
+        dump: Path | None = None,
+        fetch_min_bytes: int = 1,
+    ) -> Watcher:
+        """Start watching `topic` from the beginning; return once the probe is connected.
+
+        With fetch_min_bytes above 1 the broker holds each fetch until that much is visible
+        or 20 ms have passed, so the watcher costs the broker at most ~50 fetches a second
+        however often the program commits, and sees the last output at most 20 ms late.
+        """
+        args = ["watch", bootstrap, topic, "--partitions", str(partitions)]
+        args += ["--expect", str(expect), "--fetch-min-bytes", str(fetch_min_bytes)]
+        args += ["--dump", str(dump)] if dump else []
+        with log_path.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                *_probe(*args), stdout=asyncio.subprocess.PIPE, stderr=log
+            )
+        watcher = cls(process, topic, expect)
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
+        if json.loads(line or b"{}").get("ready") is not True:
+            await watcher.close()
+            raise RuntimeError(f"the probe watching {topic} did not start (see {log_path})")
+        return watcher
+
+    async def wait(self, checks: Sequence[Callable[[], None]], limit_s: float) -> Seen:
+        """Wait until every expected key was seen; `checks` raise when a program died."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + limit_s
+        progress: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            for check in checks:
+                check()
+            try:
+                line = await asyncio.wait_for(self.process.stdout.readline(), timeout=0.5)
+            except TimeoutError:
+                continue
+            if not line:
+                raise RuntimeError(f"the probe watching {self.topic} exited: {progress}")
+            message = json.loads(line)
+            if message.get("done"):
+                return Seen(
+                    seen_at=message["seen_at"],
+                    seen=message["seen"],
+                    distinct=message["distinct"],
+                    first_append_ms=message["first_append_ms"],
+                    last_append_ms=message["last_append_ms"],
                 )
-                sent_at[key] = now_ms
-                sent += 1
-            if len(pending) >= 2_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            await asyncio.sleep(0.001)
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return sent_at
+            progress = message
+        raise RuntimeError(
+            f"only {progress.get('distinct', 0):,} of {self.expect:,} outputs visible on "
+            f"{self.topic} after {limit_s:.0f} s"
+        )
 
-
-@dataclass(frozen=True, slots=True)
-class OutputRecord:
-    """What the benchmark needs of an output record: where it went, its key and its timestamp."""
-
-    partition: int
-    key: bytes | None
-    timestamp_ms: int
-
-
-async def read_records(bootstrap: str, topic: str, partitions: int) -> list[OutputRecord]:
-    """Every committed record now in the topic, read without a consumer group."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    records: list[OutputRecord] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        # With read_committed these are the last stable offsets: nothing left open is waited for.
-        ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=2_000, max_records=20_000)
-            for tp, messages in batches.items():
-                records.extend(
-                    OutputRecord(tp.partition, message.key, message.timestamp)
-                    for message in messages
-                )
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
-    return records
+    async def close(self) -> None:
+        """Stop the probe if it still runs."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()

@@ -3,12 +3,11 @@
 It loads the saved scikit-learn Pipeline (model.joblib) and, for every signup, runs
 `pipeline.predict([[age, annual_income]])` and sends a small JSON assignment. It has the same
 broker settings as the segstream worker. Run as `python -m bench.naive_agent worker`;
-configured by the same SEGSTREAM_* variables plus BENCH_MODEL_DIR and BENCH_GATE.
+configured by the same SEGSTREAM_* variables plus BENCH_MODEL_DIR.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,6 @@ import joblib
 
 _env = os.environ
 _model_dir = Path(_env["BENCH_MODEL_DIR"])
-_gate = Path(_env["BENCH_GATE"]) if _env.get("BENCH_GATE") else None
 
 pipeline = joblib.load(_model_dir / "model.joblib")
 manifest = json.loads((_model_dir / "manifest.json").read_text())
@@ -53,16 +51,9 @@ signups = app.topic(_env["SEGSTREAM_INPUT_TOPIC"], key_type=bytes, value_type=Si
 assignments = app.topic(_env["SEGSTREAM_OUTPUT_TOPIC"], key_type=bytes, value_serializer="json")
 
 
-def _gate_open() -> bool:
-    return _gate is None or _gate.exists()
-
-
 @app.agent(signups)
 async def assign(stream: Any) -> None:
     """Predict one signup at a time and send its segment."""
-    # The gate is a file the harness creates: polling is the only signal there is.
-    while not _gate_open():  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
     async for signup in stream:
         label = int(pipeline.predict([[signup.age, signup.annual_income]])[0])
         segment = segments[label]

@@ -27,16 +27,6 @@ from stream_app.scorer import Scorer
 _COMMIT_INTERVAL = 2.8  # Faust's broker_commit_interval default
 
 
-def _gate_open(gate: Path | None) -> bool:
-    return gate is None or gate.exists()
-
-
-async def _wait_for_gate(gate: Path | None, stop: asyncio.Event) -> None:
-    # The gate is a file the harness creates: polling is the only signal there is.
-    while not _gate_open(gate) and not stop.is_set():  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-
-
 async def run() -> None:
     """Forward records from the input topic to the output topic until SIGTERM."""
     env = os.environ
@@ -44,7 +34,6 @@ async def run() -> None:
     batch_size = int(env.get("SEGSTREAM_BATCH_SIZE", "500"))
     window_ms = int(env.get("SEGSTREAM_BATCH_WINDOW_MS", "10"))
     output_topic = env["SEGSTREAM_OUTPUT_TOPIC"]
-    gate = Path(env["BENCH_GATE"]) if env.get("BENCH_GATE") else None
     score = env.get("BENCH_SCORE") == "1"
     group = env["SEGSTREAM_APP_ID"]
 
@@ -73,7 +62,6 @@ async def run() -> None:
     await consumer.start()
     await producer.start()
     try:
-        await _wait_for_gate(gate, stop)
         scorer = Scorer(load_manifest(Path(env["SEGSTREAM_MODEL_PATH"]))) if score else None
         dlq_topic = env.get("SEGSTREAM_DLQ_TOPIC", output_topic + ".dlq")
         last_commit = time.monotonic()
