@@ -102,7 +102,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--explain",
         action="store_true",
-        help="also run bench-only variants of the worker to show what limits it",
+        help="also run the worker with other commit intervals, batch sizes and windows",
     )
     parser.add_argument(
         "--explain-repeats", type=int, default=2, help="runs per variant with --explain"
@@ -367,19 +367,18 @@ async def _variants(
     records: dict[float, Path],
     on_bench: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    big_buffer = {"STREAM_BUFFER_MAXSIZE": "32768"}  # Faust's setting, read from the environment
-    # (title, program, environment, with a latency run)
+    # (title, program, environment, with a latency run): the data plane's own knobs.
     plans: list[tuple[str, str, dict[str, str], bool]] = [
         (
-            "Faust floor: the worker forwarding records unchanged, no decode/score",
-            "variant",
-            {"BENCH_VARIANT": "faust-passthrough"},
-            False,
+            "exactly-once, a transaction every 1 s instead of 100 ms",
+            "worker-eo",
+            {"SEGSTREAM_COMMIT_INTERVAL_MS": "1000"},
+            True,
         ),
         (
-            "exactly-once, transactional producers with their former 5 ms linger",
-            "variant",
-            {"BENCH_VARIANT": "txn-linger-5ms"},
+            "exactly-once, batches of 500 records",
+            "worker-eo",
+            {"SEGSTREAM_BATCH_SIZE": "500"},
             True,
         ),
         (
@@ -387,37 +386,6 @@ async def _variants(
             "worker-eo",
             {"SEGSTREAM_BATCH_WINDOW_MS": "20"},
             True,
-        ),
-        (
-            "exactly-once, batches of 2,000 / 50 ms",
-            "worker-eo",
-            {"SEGSTREAM_BATCH_SIZE": "2000", "SEGSTREAM_BATCH_WINDOW_MS": "50"},
-            True,
-        ),
-        (
-            "Faust floor without the per-record guard (unsafe, measurement only)",
-            "variant",
-            {"BENCH_VARIANT": "faust-passthrough,drain-unguarded"},
-            False,
-        ),
-        (
-            "Faust floor without the guard, stream buffer of 32,768 records",
-            "variant",
-            {"BENCH_VARIANT": "faust-passthrough,drain-unguarded", **big_buffer},
-            False,
-        ),
-        (
-            "exactly-once without the guard, stream buffer of 32,768 records",
-            "variant",
-            {"BENCH_VARIANT": "drain-unguarded", **big_buffer},
-            True,
-        ),
-        ("exactly-once, stream buffer of 32,768 records", "worker-eo", big_buffer, False),
-        (
-            "process_records in a plain aiokafka loop, no Faust (bench only)",
-            "aiokafka-pipeline",
-            {},
-            False,
         ),
     ]
     rate = args.rates[0]

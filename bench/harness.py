@@ -208,12 +208,6 @@ PROGRAMS: dict[str, Program] = {
             (sys.executable, "-m", "bench.passthrough"),
             env=(("BENCH_SCORE", "1"),),
         ),
-        Program(
-            "variant",
-            "segstream worker, bench-only variant (BENCH_VARIANT)",
-            (sys.executable, "-m", "bench.variants"),
-            has_ready_endpoint=True,
-        ),
     ]
 }
 

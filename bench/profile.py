@@ -13,34 +13,18 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 
 #: (layer, markers): a sample belongs to the first layer any of whose markers is in its stack.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "segstream: decode, validate, score, encode (pipeline.py)",
-        ("process_records (stream_app/pipeline.py",),
-    ),
-    (
-        "Faust: Topic.send per record (incl. aiokafka send() call)",
-        ("Topic.send (faust/topics.py", "_send_all (stream_app/app.py"),
-    ),
-    (
-        "segstream: exactly-once send, offsets and commit (transactions.py)",
-        ("stream_app/transactions.py",),
-    ),
-    ("aiokafka: producer sender, produce requests", ("aiokafka/producer/sender.py",)),
-    (
-        "Faust: per-message delivery to the agent (drain, on_message)",
-        ("_drain_messages (faust/transport/consumer.py", "faust/transport/conductor.py"),
-    ),
-    ("aiokafka: fetch and record decoding", ("aiokafka/consumer/fetcher.py",)),
-    (
-        "Faust: stream, take_events, acks, agent",
-        ("faust/streams.py", "faust/agents/", "faust/channels.py"),
-    ),
-    ("segstream: agent body outside the pipeline", ("stream_app/app.py",)),
-    ("aiokafka: network, protocol", ("aiokafka/",)),
-    ("Faust: other (send callbacks, sensors, commit, web)", ("faust/",)),
+    ("segstream: decode and validate (decoding.py)", ("stream_app/decoding.py",)),
+    ("segstream: assignment JSON and ids (pipeline.py)", ("_assignment_values (stream_app",)),
+    ("segstream: dead letters (pipeline.py)", ("dead_letter (stream_app/pipeline.py",)),
+    ("segstream: scoring (scorer.py)", ("stream_app/scorer.py",)),
+    ("segstream: the rest of process_records", ("process_records (stream_app/pipeline.py",)),
+    ("librdkafka: produce calls (delivery.py)", ("produce_all (stream_app/delivery.py",)),
+    ("librdkafka: transactions and offset commits", ("commit (stream_app/delivery.py",)),
+    ("librdkafka: consume and batch assembly (dataplane.py)", ("stream_app/dataplane.py",)),
+    ("Faust and aiokafka: web, model follower, timers", ("faust/", "aiokafka/", "mode/")),
 )
-# Every stack starts in mode's Worker, so what matches nothing above is the event loop itself.
-_OTHER = "asyncio event loop: scheduling tasks and callbacks, select"
+# What matches nothing above: the event loop waiting, and the interpreter's own threads.
+_OTHER = "other: the event loop, idle waits"
 
 
 def attach(pid: int, out: Path, rate: int = 100) -> subprocess.Popen[bytes]:
