@@ -19,10 +19,11 @@ from pydantic_core import to_json
 from schemas import (
     CustomerSignup,
     DeadLetter,
+    InvalidEventError,
     ModelManifest,
     assignment_event_id,
 )
-from stream_app.decoding import decode_signups
+from stream_app.decoding import decode_signup
 from stream_app.scorer import Scorer, feature_matrix
 
 __all__ = ["BatchOutcome", "OutgoingRecord", "SourceRecord", "dead_letter", "process_records"]
@@ -176,15 +177,14 @@ def process_records(
     now = now or datetime.now(UTC)
     outcome = BatchOutcome()
     signups: list[CustomerSignup] = []
-    decoded = decode_signups([(r.key, r.value) for r in records], max_event_bytes)
-    for record, signup in zip(records, decoded, strict=True):
-        if isinstance(signup, CustomerSignup):
-            signups.append(signup)
-            continue
-        outcome.dead_letters.append(
-            dead_letter(record, signup, consumer_group, now, dead_letter_max_bytes)
-        )
-        outcome.reason_counts[signup.reason] = outcome.reason_counts.get(signup.reason, 0) + 1
+    for record in records:
+        try:
+            signups.append(decode_signup(record.key, record.value, max_event_bytes))
+        except InvalidEventError as exc:
+            outcome.dead_letters.append(
+                dead_letter(record, exc, consumer_group, now, dead_letter_max_bytes)
+            )
+            outcome.reason_counts[exc.reason] = outcome.reason_counts.get(exc.reason, 0) + 1
     if not signups:
         return outcome
     manifest = scorer.manifest

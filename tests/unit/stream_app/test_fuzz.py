@@ -2,8 +2,7 @@
 
 Every record must end up either assigned once or dead-lettered once, and nothing may raise out
 of the decoder (other than an InvalidEventError), the pipeline or the data plane. The decoder
-sees 10,000 single records and the pipeline 400 batches of 25 to 40 (at least 10,000 records);
-the batch decoder must say of every record exactly what the single decoder says.
+sees 10,000 single records and the pipeline 400 batches of 25 to 40 (at least 10,000 records).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from schemas import CustomerSignup, InvalidEventError, SegmentAssignment, assignment_event_id
-from stream_app.decoding import decode_signup, decode_signups
+from stream_app.decoding import decode_signup
 from stream_app.pipeline import SourceRecord, process_records
 from stream_app.scorer import Scorer
 from stream_app.settings import Settings
@@ -431,33 +430,6 @@ def test_every_record_of_a_batch_is_assigned_or_dead_lettered_exactly_once(
     )
     assert sum(outcome.segment_counts.values()) == len(outcome.assignments)
     assert sum(outcome.reason_counts.values()) == len(outcome.dead_letters)
-
-
-# --------------------------------------------------------------------- the batch decoder
-
-
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(batch=st.lists(payloads(), min_size=1, max_size=40))
-def test_the_batch_decoder_says_exactly_what_the_single_decoder_says(
-    batch: list[Payload],
-) -> None:
-    together = decode_signups([(p.key, p.value) for p in batch], MAX_BYTES)
-    for payload, result in zip(batch, together, strict=True):
-        try:
-            alone: CustomerSignup | InvalidEventError = decode_signup(
-                payload.key, payload.value, MAX_BYTES
-            )
-        except InvalidEventError as exc:
-            alone = exc
-        if isinstance(alone, CustomerSignup):
-            assert result == alone
-        else:
-            assert isinstance(result, InvalidEventError)
-            assert (type(result), str(result)) == (type(alone), str(alone))
 
 
 # -------------------------------------------------------------------------- the data plane
