@@ -115,8 +115,11 @@ def test_timestamps_and_awkward_floats_are_written_as_the_model_writes_them(
     now: datetime, distance: float
 ) -> None:
     signup = _signup('e"1\\', "c-ü\x01")
-    (value,) = _assignment_values([signup], [1], [distance], [True], _scorer().manifest, now, True)
-    assert value == _model_dump(signup, 1, distance, True, now, True)
+    for echo in (False, True):
+        (value,) = _assignment_values(
+            [signup], [1], [distance], [True], _scorer().manifest, now, echo
+        )
+        assert value == _model_dump(signup, 1, distance, True, now, echo)
 
 
 def test_every_assignment_of_a_batch_validates_against_the_contract() -> None:
@@ -154,3 +157,37 @@ def test_every_assignment_of_a_batch_validates_against_the_contract() -> None:
             assert record.headers == [("segstream.model.version", b"toy")]
         assert sum(outcome.segment_counts.values()) == 200
         assert all(n > 0 for n in outcome.segment_counts.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            identifiers,
+            identifiers,
+            st.integers(min_value=0, max_value=1),
+            st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_a_whole_batch_is_encoded_as_the_model_writes_each_event(
+    rows: list[tuple[str, str, int, float, bool]],
+) -> None:
+    signups = [_signup(event_id, customer_id) for event_id, customer_id, *_ in rows]
+    values = _assignment_values(
+        signups,
+        [label for *_, label, _, _ in rows],
+        [distance for *_, distance, _ in rows],
+        [outlier for *_, outlier in rows],
+        _scorer().manifest,
+        NOW,
+        False,
+    )
+    expected = [
+        _model_dump(signup, label, distance, outlier, NOW, False)
+        for signup, (_, _, label, distance, outlier) in zip(signups, rows, strict=True)
+    ]
+    assert values == expected
