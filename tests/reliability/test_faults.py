@@ -148,6 +148,7 @@ def test_a_poison_record_is_dead_lettered_once_and_blocks_nothing(
     trained_model: Path,
     worker_factory: Callable[..., WorkerProcess],
     tmp_path: Path,
+    report: list[dict[str, object]],
 ) -> None:
     from confluent_kafka import Producer
 
@@ -178,7 +179,19 @@ def test_a_poison_record_is_dead_lettered_once_and_blocks_nothing(
 
     assignments = wait_for_records(kafka.bootstrap, names.output_topic, len(valid), timeout=120)
     letters = wait_for_records(kafka.bootstrap, names.dlq_topic, len(poisons), timeout=60)
-    assert Counter(r.json()["source_event_id"] for r in assignments) == Counter(valid)
+    seen = Counter(r.json()["source_event_id"] for r in assignments)
+    report.append(
+        {
+            "fault": "2 poison records",
+            "guarantee": "exactly_once",
+            "in": len(valid) + len(poisons),
+            "assigned": len(seen),
+            "dead_lettered": len(letters),
+            "duplicates": sum(n - 1 for n in seen.values()) + len(letters) - len(poisons),
+            "missing": len(set(valid) - set(seen)),
+        }
+    )
+    assert seen == Counter(valid)
     assert sorted(r.key for r in letters) == sorted(poisons)
     for letter in letters:
         body = letter.json()
