@@ -201,14 +201,18 @@ class DataPlane:
         while self.state.scorer is None:
             if self._stop.wait(0.1):
                 return
-        self._dead_letter_max = self._dead_letter_limit()
-        # Everything alive now (Faust, numpy, the model) lives as long as the worker: keep it
-        # out of the collector's passes. Without this the cyclic GC scanning those objects
-        # took ~40% of the hot path's time in batches of 2,000.
-        gc.freeze()
         consumer = Consumer(self._consumer_config())
         delivery: Delivery | None = None
         try:
+            # Join the group first: librdkafka's threads do that while the producer sets up
+            # its transactions and the dead-letter topic's limit is read.
+            consumer.subscribe(
+                [settings.input_topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            self._consumer = consumer
             if settings.processing_guarantee == "exactly_once":
                 delivery = ExactlyOnce(
                     lambda: Producer(self._producer_config()),
@@ -219,13 +223,12 @@ class DataPlane:
             else:
                 producer = Producer(self._producer_config())
                 delivery = AtLeastOnce(producer, consumer, self._give_up, self._call_timeout)
-            self._consumer, self._delivery = consumer, delivery
-            consumer.subscribe(
-                [settings.input_topic],
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+            self._delivery = delivery
+            self._dead_letter_max = self._dead_letter_limit()
+            # Everything alive now (Faust, numpy, the model) lives as long as the worker: keep
+            # it out of the collector's passes. Without this the cyclic GC scanning those
+            # objects took ~40% of the hot path's time in batches of 2,000.
+            gc.freeze()
             self.status.running = True
             log.info(
                 "segstream: data plane consuming %s (%s, batches of %d / %d ms)",
