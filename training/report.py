@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from schemas import ModelManifest, SegmentProfile
 from schemas.manifest import KSelection
 from training.data import BAD_ROW_REASONS
+from training.naming import female_share
 from training.store import PLOT_SAMPLE_FILE, load_manifest, model_directory
 
 __all__ = ["REPORT_FILES", "write_report"]
@@ -141,7 +142,7 @@ def _centroid(segment: SegmentProfile) -> str:
         elif feature == "annual_income":
             parts.append(_money(value))
         else:
-            parts.append(f"{value:.0%} female")
+            parts.append(female_share(value))
     return ", ".join(parts)
 
 
@@ -203,10 +204,17 @@ def _stability_text(manifest: ModelManifest) -> str:
             ""
             if stability.mean_agreement >= STABLE_AGREEMENT
             else f"<p><b>Below {STABLE_AGREEMENT:.0%}:</b> retrains would move many customers "
-            "to another segment; fewer segments (or <code>--k auto</code>) are likely steadier."
-            "</p>"
+            f"to another segment; {_steadier(manifest)}</p>"
         )
     )
+
+
+def _steadier(manifest: ModelManifest) -> str:
+    """What would likely make segment ids steadier, without suggesting what was already done."""
+    selection = manifest.k_selection
+    if selection is not None and selection.mode == "fixed":
+        return "fewer segments (or <code>--k auto</code>) are likely steadier."
+    return "fewer segments (a smaller <code>--k</code>) are likely steadier."
 
 
 def _k_text(manifest: ModelManifest) -> str:
