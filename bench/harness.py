@@ -274,6 +274,8 @@ class Bench:
             SEGSTREAM_MODEL_PATH=str(gate),
             SEGSTREAM_BATCH_SIZE=str(self.batch_size),
             SEGSTREAM_BATCH_WINDOW_MS=str(self.batch_window_ms),
+            # The dead-letter topic is not made beforehand; the worker makes it on start.
+            SEGSTREAM_CREATE_TOPICS="true",
             BENCH_GATE=str(gate / "LATEST"),
             BENCH_MODEL_DIR=str(self.model_dir),
             PYTHONPATH=str(REPO),

@@ -162,7 +162,6 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _start(
-    ctx: typer.Context,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -171,10 +170,10 @@ def _start(
     ] = False,
 ) -> None:
     """Real-time customer segmentation on Kafka."""
-    if ctx.invoked_subcommand != "worker":
-        # A command speaks for itself in one line: without a handler, Python would print
-        # aiokafka's own error lines ("Unable connect to ...") on stderr before ours.
-        logging.getLogger().addHandler(logging.NullHandler())
+    # A command speaks for itself in one line: without a handler, Python would print
+    # aiokafka's own error lines ("Unable connect to ...") on stderr before ours. A worker's
+    # Faust replaces the root logger's handlers with its own once it starts.
+    logging.getLogger().addHandler(logging.NullHandler())
     _settings()  # invalid settings stop every command here, with one line
 
 

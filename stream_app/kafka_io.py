@@ -173,7 +173,7 @@ async def started(client: Any, settings: Settings | str) -> AsyncIterator[Any]:
             await client.start()
         else:
             await asyncio.wait_for(client.start(), settings.connect_timeout)
-    except (kafka_errors.KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, kafka_errors.KafkaError, OSError) as exc:
         await stop()
         if isinstance(settings, str):
             raise kafka_failure(exc, bootstrap, "connecting") from None

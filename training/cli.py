@@ -213,6 +213,8 @@ def train_command(
     if income_unit not in (None, "dollars", "thousands"):
         raise DataError(f"--income-unit must be dollars or thousands, not {income_unit!r}")
     _check_outputs(out, version)
+    if publish:
+        _check_model_topic()  # a broker that is not there fails now, not after the fit
     forced_k = _parse_k(k)
     feature_list = parse_features(features)
     catalogue = load_catalogue(profiles)
@@ -279,6 +281,16 @@ def _warn_duplicate_names(manifest: ModelManifest) -> None:
                 f"warning: {count} segments are named {name!r}: marketing cannot tell them "
                 "apart by name (fewer segments, or more profiles in --profiles, would)"
             )
+
+
+def _check_model_topic() -> None:
+    """Reach the model topic (creating it if missing) as publishing will."""
+    import asyncio
+
+    from stream_app.model_registry import ensure_model_topic
+    from stream_app.settings import get_settings
+
+    asyncio.run(ensure_model_topic(get_settings()))
 
 
 def _publish(manifest: ModelManifest) -> None:
