@@ -493,9 +493,9 @@ def _with_refusals(registry: Any, version: str | None) -> str:
     if not by_workers:
         return version
     reasons = sorted(set(by_workers.values()))
+    workers = f"{len(by_workers)} worker{'s' if len(by_workers) > 1 else ''}"
     return (
-        f"{version}, but {len(by_workers)} worker{'s' if len(by_workers) > 1 else ''} refuse "
-        f"it and keep their previous model ({'; '.join(reasons)})"
+        f"{version}, but refused by {workers} that keep their previous model ({'; '.join(reasons)})"
     )
 
 
