@@ -98,6 +98,9 @@ def kafka_failure(exc: BaseException, bootstrap_servers: str, doing: str = "") -
         return UnknownTopicError(f"{where}: unknown topic{during}: {detail}")
     if isinstance(exc, _TIMEOUT):
         return BrokerTimeoutError(f"{where}: timed out{during}")
+    if isinstance(exc, kafka_errors.BrokerResponseError):
+        # Kafka answered, and said no: name the request and Kafka's reason.
+        return BrokerUnavailableError(f"{where}: {doing or 'a request'} failed: {detail}")
     return BrokerUnavailableError(f"cannot reach {where}{during}: {detail}")
 
 
