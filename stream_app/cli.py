@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -41,7 +41,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _fail(message: str, status: int = 1) -> None:
+def _fail(message: str, status: int = 1) -> NoReturn:
     typer.echo(f"segstream: error: {_one_line(message)}", err=True)
     sys.exit(status)
 
