@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-reliability lint typecheck compose-check unit integration bench kafka-start kafka-stop clean
+.PHONY: install demo test test-reliability lint typecheck compose-check alerts-check unit integration bench kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,17 @@ compose-check:
 	scripts/ensure-docker-compose
 	docker-compose config -q
 
+# The Prometheus alerting rules, checked and unit-tested with promtool from Debian's
+# prometheus package; CI starts from a clean machine as root, so it is installed when missing
+# (Debian's package scripts do not start the Prometheus server where policy-rc.d forbids it).
+alerts-check:
+	command -v promtool >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts.test.yml
+
 # The pytest session starts its own broker with scripts/kafka-local and stops it at the end.
-test: install lint typecheck compose-check
+test: install lint typecheck compose-check alerts-check
 	$(BIN)/pytest
 
 unit: install

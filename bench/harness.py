@@ -342,6 +342,8 @@ class Bench:
             SEGSTREAM_MODEL_PATH=str(self.model_dir),
             SEGSTREAM_BATCH_SIZE=str(self.batch_size),
             SEGSTREAM_BATCH_WINDOW_MS=str(self.batch_window_ms),
+            # The dead-letter topic is not made beforehand; the worker makes it on start.
+            SEGSTREAM_CREATE_TOPICS="true",
             BENCH_MODEL_DIR=str(self.model_dir),
         )
         if program.venv is None:

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 __all__ = [
     "AGE_MAX",
+    "GENDER_REQUIRED",
     "INCOME_MAX",
+    "UNRECOGNISED_GENDER",
     "CustomerSignup",
     "DeadLetter",
     "Gender",
@@ -28,7 +40,41 @@ INCOME_MAX = 100_000_000.0
 # uuid5 namespace of assignment ids: fixed forever so ids stay comparable across releases.
 _ASSIGNMENT_NAMESPACE = uuid.UUID("6f1c2d8e-3a57-5b8e-9d0c-5e9a4b7f2c11")
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+#: Validation context key: when true, a gender spelling that is not recognised is an error
+#: (the live model uses gender); otherwise it is read as unknown and noted under
+#: UNRECOGNISED_GENDER in the same context.
+GENDER_REQUIRED = "gender_required"
+UNRECOGNISED_GENDER = "unrecognised_gender"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _identifier(value: Any) -> Any:
+    """Ids as text: integers as their decimal string, Unicode in NFC, no control characters.
+
+    NFC so that the same id typed on two systems (a precomposed "é" or "e" plus a combining
+    accent) is one customer, one key and one partition.
+    """
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return value  # the common case: no control characters, and NFC changes no ASCII
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        return value  # pydantic reports the wrong type
+    control = _CONTROL.search(value)
+    if control is not None:
+        raise ValueError(
+            f"contains the control character U+{ord(control.group()):04X} at position "
+            f"{control.start()}; ids must be printable text"
+        )
+    return unicodedata.normalize("NFC", value)
+
+
+Identifier = Annotated[
+    str,
+    BeforeValidator(_identifier),
+    Field(min_length=1, max_length=128, pattern=r"^[^\s]+$"),
+]
 
 
 class Gender(StrEnum):
@@ -77,7 +123,10 @@ class CustomerSignup(BaseModel):
 
     Bounds: 0 <= age <= 120 years; 0 <= annual_income <= 100,000,000 currency units (not
     thousands); both finite numbers, never strings. Unknown top-level fields are ignored so
-    producers can add fields before consumers know them.
+    producers can add fields before consumers know them. Ids are text (a JSON integer is taken
+    as its decimal string), compared in Unicode NFC, without whitespace or control
+    characters. A gender spelling that is not recognised is read as `unknown`, unless the
+    validation context says gender is required (GENDER_REQUIRED).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -92,8 +141,16 @@ class CustomerSignup(BaseModel):
 
     @field_validator("gender", mode="before")
     @classmethod
-    def _normalise_gender(cls, value: Any) -> Gender:
-        return parse_gender(value)
+    def _normalise_gender(cls, value: Any, info: ValidationInfo) -> Gender:
+        try:
+            return parse_gender(value)
+        except ValueError:
+            context = info.context
+            if not isinstance(value, str) or (context and context.get(GENDER_REQUIRED)):
+                raise
+            if isinstance(context, dict):
+                context[UNRECOGNISED_GENDER] = value
+            return Gender.UNKNOWN
 
 
 def assignment_event_id(source_event_id: str, model_version: str) -> str:

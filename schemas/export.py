@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.errors import DataError
 from schemas.events import CustomerSignup, DeadLetter, SegmentAssignment
 from schemas.manifest import ModelManifest
 
@@ -22,6 +23,8 @@ CONTRACTS: dict[str, type[BaseModel]] = {
 
 def export_json_schemas(out_dir: Path) -> list[Path]:
     """Write one `<name>.schema.json` per contract into out_dir; return the paths written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} is a file; give a folder for the schema files")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, model in CONTRACTS.items():

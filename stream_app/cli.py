@@ -1,28 +1,139 @@
-"""The `segstream` command line: generate, train, score, worker, replay, tail and more."""
+"""The `segstream` command line: generate, train, score, worker, replay, tail and more.
+
+Every failure of every command leaves through one place, `_SegstreamGroup.main`: one line on
+stderr, `segstream: error: ...`, exit status 1; a usage error is one line too, exit status 2.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
+import socket
 import sys
+import traceback
 from collections import Counter
-from collections.abc import Callable
-from functools import wraps
+from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
-from schemas import DataError, SegstreamError, export_json_schemas
+from schemas import ConfigurationError, DataError, SegstreamError, export_json_schemas
 from training import cli as training_cli
+from training.cli import open_output
 
 __all__ = ["app", "main"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
+#: Exit status of a usage error (bad option or argument), as click and most Unix tools use.
+USAGE_ERROR = 2
+
+console = Console(stderr=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(message: str, status: int = 1) -> NoReturn:
+    typer.echo(f"segstream: error: {_one_line(message)}", err=True)
+    sys.exit(status)
+
+
+def _click_kind(exc: BaseException) -> str | None:
+    """Which of click's exceptions exc is: NoArgsIsHelpError, UsageError, Abort, ClickException.
+
+    By name, since typer ships its own copy of click (`typer._click`) whose classes are not
+    click's, and older typer releases use click itself.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    for kind in ("NoArgsIsHelpError", "UsageError", "Abort", "ClickException"):
+        if kind in names:
+            return kind
+    return None
+
+
+def _usage_line(exc: Any) -> str:
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "segstream"
+    command = path.partition(" ")[2]
+    message = _one_line(exc.format_message()).rstrip(".")
+    return f"{command + ': ' if command else ''}{message} (see {path} --help)"
+
+
+def _unexpected(exc: BaseException) -> str:
+    """The one line for an error segstream did not foresee; the traceback only on debug."""
+    from stream_app.settings import get_settings
+
+    try:
+        debug = get_settings().log_level == "debug"
+    except SegstreamError:
+        debug = False
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    what = _one_line(str(exc)) or "no details"
+    return (
+        f"unexpected {type(exc).__name__}: {what} "
+        "(SEGSTREAM_LOG_LEVEL=debug shows where; please report it)"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for any error a command raised."""
+    if isinstance(exc, SegstreamError):
+        return str(exc)
+    if type(exc).__module__.startswith("aiokafka"):
+        from stream_app.kafka_io import kafka_failure
+        from stream_app.settings import get_settings
+
+        return str(kafka_failure(exc, get_settings().bootstrap_servers))
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror.lower()}"
+    return _unexpected(exc)
+
+
+class _SegstreamGroup(TyperGroup):
+    """The program's command group: the one place errors become one line and an exit status."""
+
+    def main(  # type: ignore[override]  # narrower than click's, which takes **extra too
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; exit 0, 1 (failure), 2 (usage) or 130 (interrupted)."""
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as exc:  # noqa: BLE001 - the one place every failure becomes a line
+            kind = _click_kind(exc)
+            if kind == "NoArgsIsHelpError":
+                # A bare `segstream` or `segstream topics`: the exception printed the help
+                # when it was made (typer's rich help prints itself); a usage error all the same.
+                sys.exit(USAGE_ERROR)
+            if kind == "UsageError":
+                _fail(_usage_line(exc), USAGE_ERROR)
+            if kind == "Abort":
+                typer.echo("segstream: interrupted", err=True)
+                sys.exit(130)
+            if kind == "ClickException":
+                _fail(exc.format_message())  # type: ignore[attr-defined]
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                sys.exit(1)  # the reader of our output went away (`| head`): nothing to say
+            _fail(_describe(exc))
+        if not standalone_mode:
+            return result
+        # typer returns the status of a typer.Exit in non-standalone mode, None otherwise.
+        sys.exit(result if isinstance(result, int) else 0)
+
 
 app = typer.Typer(
     name="segstream",
@@ -30,28 +141,56 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_SegstreamGroup,
 )
 topics_app = typer.Typer(help="Manage the Kafka topics segstream uses.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 
-console = Console(stderr=True)
+
+def _package_version() -> str:
+    try:
+        return metadata.version("segstream")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
-def _friendly(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn a SegstreamError into one readable line on stderr and exit status 1."""
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"segstream {_package_version()}")
+        raise typer.Exit()
 
-    @wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except SegstreamError as exc:
-            typer.echo(f"segstream: error: {exc}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("segstream: interrupted", err=True)
-            raise typer.Exit(130) from None
 
-    return wrapper
+@app.callback()
+def _start(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Real-time customer segmentation on Kafka."""
+    # A command speaks for itself in one line: without a handler, Python would print
+    # aiokafka's own error lines ("Unable connect to ...") on stderr before ours. A worker's
+    # Faust replaces the root logger's handlers with its own once it starts.
+    logging.getLogger().addHandler(logging.NullHandler())
+    _settings()  # invalid settings stop every command here, with one line
+
+
+_warned = False
+
+
+def _settings() -> Any:
+    """The settings; the first call warns about SEGSTREAM_ variables that are no setting."""
+    global _warned
+    from stream_app.settings import get_settings, unknown_variable_warnings
+
+    settings = get_settings()
+    if not _warned:
+        _warned = True
+        for warning in unknown_variable_warnings():
+            typer.echo(f"segstream: warning: {warning}", err=True)
+    return settings
 
 
 def _progress() -> Progress:
@@ -66,21 +205,7 @@ def _progress() -> Progress:
     )
 
 
-def _settings() -> Any:
-    from stream_app.settings import get_settings
-
-    return get_settings()
-
-
-def _open_out(out: Path | None) -> Any:
-    if out is None or str(out) == "-":
-        return sys.stdout.buffer
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out.open("wb")
-
-
 @app.command("schemas")
-@_friendly
 def schemas_command(
     out: Annotated[Path, typer.Option(help="folder for the JSON Schema files")] = Path(
         "schemas-json"
@@ -92,15 +217,18 @@ def schemas_command(
 
 
 @app.command("settings")
-def settings_command() -> None:
-    """Print every SEGSTREAM_ setting with its default as a Markdown table."""
-    from stream_app.settings import settings_table
+def settings_command(
+    defaults: Annotated[
+        bool, typer.Option(help="print the defaults and meanings instead (the README's table)")
+    ] = False,
+) -> None:
+    """Print every SEGSTREAM_ setting: the value in effect and where it came from."""
+    from stream_app.settings import effective_settings_table, settings_table
 
-    typer.echo(settings_table())
+    typer.echo(settings_table() if defaults else effective_settings_table(_settings()))
 
 
 @app.command("score")
-@_friendly
 def score_command(
     model: Annotated[Path, typer.Option(help="model directory, manifest.json or models root")],
     input_file: Annotated[Path, typer.Option("--input", help="signups as JSONL or CSV")],
@@ -119,7 +247,10 @@ def score_command(
     settings = _settings()
     scorer = Scorer(load_manifest(model, settings.model_signing_key))
     dlq_path = dead_letters or (out.with_suffix(".dlq.jsonl") if out else Path("score.dlq.jsonl"))
-    handle = _open_out(out)
+    values = read_replay_file(input_file)  # checks the input before any output is opened
+    if dlq_path.is_dir():
+        raise DataError(f"--dead-letters {dlq_path} is a directory; give a file")
+    handle = open_output(out, "--out")
     reasons: Counter[str] = Counter()
     first_error = ""
     total = 0
@@ -148,7 +279,7 @@ def score_command(
             reasons.update(outcome.reason_counts)
             batch.clear()
 
-        for line_number, value in enumerate(read_replay_file(input_file), start=1):
+        for line_number, value in enumerate(values, start=1):
             batch.append(SourceRecord(None, value, str(input_file), 0, line_number))
             total += 1
             if len(batch) >= batch_size:
@@ -170,31 +301,52 @@ def score_command(
 
 
 @app.command("worker")
-@_friendly
 def worker_command() -> None:
     """Run the Faust worker: consume signups, score in batches, emit assignments."""
     from faust import Worker
 
     from stream_app.app import create_app
-    from stream_app.kafka_io import create_topics
+    from stream_app.kafka_io import create_topics, missing_topics
 
     settings = _settings()
-    # Faust never picks up a source topic that was missing when it subscribed, so make sure
-    # the topics exist first (partitions of existing topics are left as they are).
-    asyncio.run(
-        create_topics(
-            settings,
-            [settings.input_topic, settings.output_topic, settings.dlq_topic],
-            settings.topic_partitions,
-        )
-    )
+    _check_port_free(settings.web_host, settings.web_port)
+    names = [settings.input_topic, settings.output_topic, settings.dlq_topic]
+    # Faust never picks up a source topic that was missing when it subscribed, so the topics
+    # must exist first; the worker creates them only when told to, since on a real cluster
+    # topics usually belong to whoever runs it (partitions, replicas, retention).
+    if settings.create_topics:
+        asyncio.run(create_topics(settings, names, settings.topic_partitions))
+    else:
+        missing = asyncio.run(missing_topics(settings, names))
+        if missing:
+            raise ConfigurationError(
+                f"topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing on "
+                f"{settings.bootstrap_servers}: run segstream topics create, or set "
+                "SEGSTREAM_CREATE_TOPICS=true to let the worker create them"
+            )
     segmentation = create_app(settings)
     worker = Worker(segmentation.app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with one line when the health port is taken, before Faust starts and fails worse."""
+    if port == 0:
+        return  # any free port
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As the web server binds it: a port in TIME_WAIT after a restart is not "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"SEGSTREAM_WEB_PORT={port}: cannot listen on {host}:{port} "
+                f"({(exc.strerror or str(exc)).lower()}); another worker may be using it: give "
+                "each worker on a host its own SEGSTREAM_WEB_PORT"
+            ) from None
+
+
 @app.command("replay")
-@_friendly
 def replay_command(
     file: Annotated[Path, typer.Argument(help="signups as JSONL (sent as-is) or CSV")],
     rate: Annotated[
@@ -205,11 +357,11 @@ def replay_command(
     ] = None,
 ) -> None:
     """Produce a recorded or generated signup stream to the input topic."""
-    from stream_app.kafka_io import read_replay_file, replay
+    from stream_app.kafka_io import check_topic_name, read_replay_file, replay
 
     settings = _settings()
+    target = check_topic_name(topic or settings.input_topic)
     values = list(read_replay_file(file))
-    target = topic or settings.input_topic
     with _progress() as progress:
         task = progress.add_task(f"replaying to {target}", total=len(values))
         sent = asyncio.run(
@@ -221,13 +373,16 @@ def replay_command(
 
 
 @app.command("tail")
-@_friendly
 def tail_command(
     topic: Annotated[str | None, typer.Option(help="topic (default: the output topic)")] = None,
     from_beginning: Annotated[bool, typer.Option(help="start at the oldest record")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="stop after this many records")] = None,
     idle_timeout: Annotated[
-        float | None, typer.Option(help="stop after this many seconds without a record")
+        float | None,
+        typer.Option(
+            min=0,
+            help="stop after this many seconds without a record; 0: stop at the current end",
+        ),
     ] = None,
 ) -> None:
     """Print records (assignments by default) as JSON lines as they arrive."""
@@ -247,7 +402,6 @@ def tail_command(
 
 
 @app.command("publish")
-@_friendly
 def publish_command(
     model_dir: Annotated[
         Path | None, typer.Argument(help="model directory or manifest.json (not with --rollback)")
@@ -268,6 +422,8 @@ def publish_command(
     settings = _settings()
     if rollback == (model_dir is not None):
         raise DataError("give either MODEL_DIR or --rollback")
+    if rollback and shadow:
+        raise DataError("--rollback makes an earlier version live; it cannot be --shadow")
     if rollback:
         registry = asyncio.run(rollback_model(settings, name or settings.model_name))
     else:
@@ -282,7 +438,6 @@ def publish_command(
 
 
 @app.command("promote")
-@_friendly
 def promote_command(
     version: Annotated[str, typer.Argument(help="a published version, normally the candidate")],
     name: Annotated[str | None, typer.Option(help="model name (default: the setting)")] = None,
@@ -296,7 +451,6 @@ def promote_command(
 
 
 @app.command("models")
-@_friendly
 def models_command(
     name: Annotated[str | None, typer.Option(help="model name (default: the setting)")] = None,
 ) -> None:
@@ -315,8 +469,8 @@ def models_command(
         segments = ", ".join(s.id for s in manifest.segments)
         table.add_row(version, manifest.created_at.isoformat(), segments, role)
     Console().print(table)
-    typer.echo(f"live: {live or 'none'}")
-    typer.echo(f"candidate: {candidate or 'none'}")
+    typer.echo(f"live: {_with_refusals(registry, live)}")
+    typer.echo(f"candidate: {_with_refusals(registry, candidate)}")
     if candidate:
         compared, pairs = registry.shadow_totals()
         differ = sum(pairs.values())
@@ -324,12 +478,47 @@ def models_command(
         typer.echo(f"shadow: {compared} events compared, {differ} in another segment{share}")
         for pair, count in pairs.most_common():
             typer.echo(f"  {pair}: {count}")
-    for reason in registry.refused:
-        typer.echo(f"refused: {reason}")
+    for version, reason in sorted(registry.refusals().items()):
+        typer.echo(f"refused here: {version}: {reason}")
+    for worker, refused in sorted(registry.worker_refusals.items()):
+        for version, reason in sorted(refused.items()):
+            typer.echo(f"refused by worker {worker}: {version}: {reason}")
+
+
+def _with_refusals(registry: Any, version: str | None) -> str:
+    """A version as `models` shows it: a version the workers refuse is not simply live."""
+    if version is None:
+        return "none"
+    by_workers = registry.refused_by_workers(version)
+    if not by_workers:
+        return version
+    reasons = sorted(set(by_workers.values()))
+    workers = f"{len(by_workers)} worker{'s' if len(by_workers) > 1 else ''}"
+    return (
+        f"{version}, but refused by {workers} that keep their previous model ({'; '.join(reasons)})"
+    )
+
+
+@app.command("sign")
+def sign_command(
+    model_dir: Annotated[Path, typer.Argument(help="model directory, manifest.json or root")],
+) -> None:
+    """Sign a trained model's manifest in place with SEGSTREAM_MODEL_SIGNING_KEY."""
+    from stream_app.model_registry import sign
+    from stream_app.model_store import load_manifest, resolve_manifest_path
+
+    settings = _settings()
+    if settings.model_signing_key is None:
+        raise ConfigurationError(
+            "SEGSTREAM_MODEL_SIGNING_KEY is not set: there is no key to sign with"
+        )
+    path = resolve_manifest_path(model_dir)
+    manifest = sign(load_manifest(path), settings.model_signing_key)
+    path.write_text(manifest.model_dump_json(indent=2) + "\n")
+    typer.echo(f"signed {manifest.name} {manifest.version}: {path}")
 
 
 @topics_app.command("create")
-@_friendly
 def topics_create_command(
     partitions: Annotated[int | None, typer.Option(min=1, help="default: topic_partitions")] = None,
 ) -> None:
@@ -344,11 +533,11 @@ def topics_create_command(
 
 
 generate_app = typer.Typer(help="Generate sample data.", no_args_is_help=True)
-generate_app.command("customers")(_friendly(training_cli.generate_customers_command))
-generate_app.command("signups")(_friendly(training_cli.generate_signups_command))
+generate_app.command("customers")(training_cli.generate_customers_command)
+generate_app.command("signups")(training_cli.generate_signups_command)
 app.add_typer(generate_app, name="generate")
-app.command("train")(_friendly(training_cli.train_command))
-app.command("report")(_friendly(training_cli.report_command))
+app.command("train")(training_cli.train_command)
+app.command("report")(training_cli.report_command)
 
 
 def main() -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import unicodedata
+
 from pydantic import ValidationError
 
 from schemas import CustomerSignup, InvalidEventError
+from schemas.events import GENDER_REQUIRED, UNRECOGNISED_GENDER
 from stream_app.exceptions import (
     KeyMismatchError,
     NotJsonError,
@@ -15,7 +19,47 @@ from stream_app.exceptions import (
     TombstoneError,
 )
 
-__all__ = ["decode_signup"]
+__all__ = ["UnrecognisedGenders", "decode_signup", "unrecognised_genders"]
+
+log = logging.getLogger(__name__)
+
+#: Distinct spellings logged at most; beyond it they are only counted (a producer sending
+#: free text must not flood the log).
+_MAX_SPELLINGS_LOGGED = 100
+
+
+class UnrecognisedGenders:
+    """Signups whose gender spelling was not recognised and was read as unknown.
+
+    Counted for the metric; each spelling is logged once, so an operator can add it to the
+    accepted spellings or tell the producer.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.spellings: set[str] = set()
+
+    def note(self, spelling: str) -> None:
+        """Count one signup with this spelling; log the spelling the first time it is seen."""
+        self.count += 1
+        if spelling in self.spellings or len(self.spellings) >= _MAX_SPELLINGS_LOGGED:
+            return
+        self.spellings.add(spelling)
+        log.warning(
+            "segstream: gender %r is not a recognised spelling; read as unknown "
+            "(the live model does not use gender; logged once per spelling)",
+            spelling[:64],
+        )
+
+
+# Process-wide, like the log it writes to: decode_signup is a plain function called from
+# wherever records are decoded, and the metrics registry reads the count from here.
+_UNRECOGNISED = UnrecognisedGenders()
+
+
+def unrecognised_genders() -> UnrecognisedGenders:
+    """The process's tally of unrecognised gender spellings."""
+    return _UNRECOGNISED
 
 
 def _describe(error: ValidationError) -> str:
@@ -58,23 +102,43 @@ def _classify(value: bytes, error: ValidationError) -> InvalidEventError:
     return SchemaViolationError(_describe(error))
 
 
-def decode_signup(key: bytes | None, value: bytes | None, max_bytes: int) -> CustomerSignup:
+def _same_customer(key: bytes, customer_id: str) -> bool:
+    """Whether a record key names customer_id, compared in Unicode NFC as ids are."""
+    if key == customer_id.encode():
+        return True  # the common case, without decoding anything
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return unicodedata.normalize("NFC", text) == customer_id
+
+
+def decode_signup(
+    key: bytes | None, value: bytes | None, max_bytes: int, *, gender_required: bool = False
+) -> CustomerSignup:
     """Validate a record; raise an InvalidEventError subclass naming the reason on failure.
 
-    A key, when present, must equal the body's customer_id: the key decides the partition,
-    and a producer keying by anything else breaks per-customer ordering downstream.
+    A key, when present, must equal the body's customer_id (both in Unicode NFC): the key
+    decides the partition, and a producer keying by anything else breaks per-customer
+    ordering downstream. An unrecognised gender spelling is read as unknown, counted and
+    logged once per spelling, unless gender_required (the live model uses gender): then
+    it is a schema error, since unknown would silently score as "not female".
     """
     if value is None:
         raise TombstoneError("value is null (tombstone)")
     if len(value) > max_bytes:
         raise OversizedEventError(f"value is {len(value)} bytes, over the {max_bytes}-byte limit")
+    context: dict[str, object] = {GENDER_REQUIRED: gender_required}
     try:
-        signup = CustomerSignup.model_validate_json(value)
+        signup = CustomerSignup.model_validate_json(value, context=context)
     except ValidationError as exc:
         raise _classify(value, exc) from None
-    if key is not None and key != signup.customer_id.encode():
+    if key is not None and not _same_customer(key, signup.customer_id):
         shown = key[:64].decode("utf-8", "backslashreplace")
         raise KeyMismatchError(
             f"record key {shown!r} differs from customer_id {signup.customer_id!r}"
         )
+    spelling = context.get(UNRECOGNISED_GENDER)
+    if isinstance(spelling, str):
+        _UNRECOGNISED.note(spelling)
     return signup

@@ -1,10 +1,14 @@
-"""Why an input record was dead-lettered: one InvalidEventError subclass per failure kind."""
+"""Why an input record was dead-lettered (one InvalidEventError subclass per failure kind), and
+why Kafka could not be used (one BrokerUnavailableError subclass per kind of failure)."""
 
 from __future__ import annotations
 
 from schemas.errors import InvalidEventError, SegstreamError
 
 __all__ = [
+    "BrokerAuthenticationError",
+    "BrokerAuthorizationError",
+    "BrokerTimeoutError",
     "BrokerUnavailableError",
     "KeyMismatchError",
     "ModelNotReadyError",
@@ -14,6 +18,7 @@ __all__ = [
     "OversizedEventError",
     "SchemaViolationError",
     "TombstoneError",
+    "UnknownTopicError",
 ]
 
 
@@ -65,3 +70,19 @@ class ModelNotReadyError(SegstreamError, RuntimeError):
 
 class BrokerUnavailableError(SegstreamError, ConnectionError):
     """Kafka cannot be reached or refused a request."""
+
+
+class BrokerAuthenticationError(BrokerUnavailableError):
+    """Kafka answered but refused the credentials (SASL) or the TLS handshake."""
+
+
+class BrokerAuthorizationError(BrokerUnavailableError, PermissionError):
+    """Kafka knows who we are but does not allow what was asked (ACLs)."""
+
+
+class BrokerTimeoutError(BrokerUnavailableError, TimeoutError):
+    """Kafka did not answer within SEGSTREAM_CONNECT_TIMEOUT."""
+
+
+class UnknownTopicError(SegstreamError, LookupError):
+    """A topic that must exist does not, or its name is not a legal Kafka topic name."""

@@ -20,7 +20,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas import SegstreamError
 from stream_app.kafka_io import started
 from stream_app.metrics import WorkerMetrics
-from stream_app.model_registry import ModelRegistry, apply_record, ensure_model_topic, shadow_key
+from stream_app.model_registry import (
+    ModelRegistry,
+    apply_record,
+    ensure_model_topic,
+    refusals_key,
+    shadow_key,
+)
 from stream_app.model_store import load_manifest
 from stream_app.settings import Settings
 from stream_app.state import WorkerState
@@ -49,7 +55,11 @@ class ModelFollower:
         self.send = send
         self.worker_name = f"{socket.gethostname()}-{os.getpid()}-{settings.web_port}"
         self._registry = ModelRegistry(name=settings.model_name)
-        self._refusals_seen = 0
+        # Versions already logged and counted as refused: kept across restarts of the reader,
+        # which reads the whole topic again, and across the several records (live, archive)
+        # that carry one version.
+        self._refusals_logged: set[str] = set()
+        self._last_refusal_report: str | None = None
         self._next_file_try = 0.0
         self._last_shadow_report: str | None = None
         self._last_shadow_time = 0.0
@@ -71,12 +81,11 @@ class ModelFollower:
         consumer = AIOKafkaConsumer(
             **settings.kafka_client_options(), group_id=None, enable_auto_commit=False
         )
-        async with started(consumer, settings.bootstrap_servers):
+        async with started(consumer, settings):
             partition = TopicPartition(settings.model_topic, 0)
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
             self._registry = ModelRegistry(name=settings.model_name)
-            self._refusals_seen = 0
             end = (await consumer.end_offsets([partition]))[partition]
             caught_up = False
             while True:
@@ -92,14 +101,31 @@ class ModelFollower:
                 caught_up = caught_up or await consumer.position(partition) >= end
                 if caught_up:
                     self._sync()
+                    await self._report_refusals()
                     await self._report_shadow()
 
     def _count_refusals(self) -> None:
-        for reason in self._registry.refused[self._refusals_seen :]:
-            log.error("segstream: refused a model manifest: %s", reason)
+        """Log, count and note each refused version once, however often it is read."""
+        for version, reason in self._registry.refused.values():
+            if version in self._refusals_logged:
+                continue
+            self._refusals_logged.add(version)
+            log.error("segstream: refused model version %s: %s", version, reason)
             self.state.refuse(reason)
             self.metrics.models_refused.inc()
-        self._refusals_seen = len(self._registry.refused)
+
+    async def _report_refusals(self) -> None:
+        """Tell `segstream models` which versions this worker refuses, when that changes."""
+        body = json.dumps(
+            {"worker": self.worker_name, "refused": self._registry.refusals()}, sort_keys=True
+        )
+        if body == self._last_refusal_report:
+            return
+        if self._last_refusal_report is None and not self._registry.refused:
+            self._last_refusal_report = body
+            return  # nothing refused and nothing reported before: no record needed
+        await self.send(refusals_key(self.settings.model_name, self.worker_name), body.encode())
+        self._last_refusal_report = body
 
     def _sync(self) -> None:
         registry = self._registry

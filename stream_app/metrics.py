@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator, Sequence
+from importlib import metadata
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-__all__ = ["BulkHistogram", "WorkerMetrics"]
+from stream_app.decoding import unrecognised_genders
+
+__all__ = ["BulkHistogram", "WorkerMetrics", "metrics_table"]
+
+# Every counter would also export a `_created` series (its start time): twice the series for
+# nothing an alert or a dashboard here uses. Process-wide, like prometheus_client's setting.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -46,6 +65,24 @@ class BulkHistogram(Collector):
             self.documentation,
             buckets=list(zip(labels, cumulative, strict=True)),
             sum_value=self.sum,
+        )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("segstream")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _UnrecognisedGenderCollector(Collector):
+    """Signups whose gender spelling was read as unknown, from the decoder's process tally."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "segstream_unrecognised_gender",
+            "Signups whose gender spelling was not recognised and was read as unknown",
+            value=unrecognised_genders().count,
         )
 
 
@@ -138,3 +175,43 @@ class WorkerMetrics:
             ["live", "candidate"],
             registry=self.registry,
         )
+        self.build = Info(
+            "segstream_build", "The running segstream release", registry=self.registry
+        )
+        self.build.info({"version": _version(), "python": platform.python_version()})
+        # What the default registry would have given: process CPU, memory, open files and
+        # start time, the Python version, and garbage collections.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.registry.register(_UnrecognisedGenderCollector())
+
+
+def _sample_name(metric: Metric) -> str:
+    """The name a metric's samples carry (counters end in _total, infos in _info)."""
+    suffix = {"counter": "_total", "info": "_info"}.get(metric.type, "")
+    return metric.name + suffix
+
+
+def metrics_table() -> str:
+    """A Markdown table of every metric a worker serves at /metrics (for the README)."""
+    metrics = WorkerMetrics()
+    # An info metric's labels exist once it holds a value; the worker sets these two.
+    metrics.model.info({"name": "", "version": ""})
+    labels: dict[str, list[str]] = {}
+    for value in vars(metrics).values():
+        # prometheus_client keeps a metric's label names only in this attribute.
+        names = getattr(value, "_labelnames", None)
+        if names is not None:
+            labels[value._name] = list(names)
+    rows = ["| metric | type | labels | meaning |", "| --- | --- | --- | --- |"]
+    for metric in sorted(metrics.registry.collect(), key=lambda m: m.name):
+        sample_labels = {
+            name for sample in metric.samples for name in sample.labels if name != "le"
+        }
+        shown = sorted(set(labels.get(metric.name, [])) | sample_labels)
+        meaning = " ".join(metric.documentation.split()).rstrip(".")
+        rows.append(
+            f"| `{_sample_name(metric)}` | {metric.type} | {', '.join(shown) or '-'} | {meaning} |"
+        )
+    return "\n".join(rows)

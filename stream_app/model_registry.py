@@ -7,6 +7,7 @@ Records on the topic (all JSON, never a pickle), by key:
 - `<name>@<version>`  every manifest ever published, so rollback and promote find them
 - `<name>#history`    the ordered list of versions that have been live
 - `<name>#shadow#<worker>`  one worker's shadow-scoring comparison figures
+- `<name>#refusals#<worker>`  the versions one worker refuses, and why
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import SecretStr
 
-from schemas import ManifestError, ModelManifest
-from stream_app.kafka_io import started
+from schemas import ConfigurationError, ManifestError, ModelManifest
+from stream_app.kafka_io import TopicSpec, bounded, ensure_topics, started
 from stream_app.model_store import parse_manifest
 from stream_app.settings import Settings
 
@@ -33,8 +32,10 @@ __all__ = [
     "promote",
     "publish_manifest",
     "read_registry",
+    "refusals_key",
     "rollback",
     "shadow_key",
+    "sign",
 ]
 
 _COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
@@ -58,6 +59,20 @@ def shadow_key(name: str, worker: str) -> bytes:
     return f"{name}#shadow#{worker}".encode()
 
 
+def refusals_key(name: str, worker: str) -> bytes:
+    """Key of the versions one worker refuses, with the reasons."""
+    return f"{name}#refusals#{worker}".encode()
+
+
+def _version_in(value: bytes | None, fallback: str) -> str:
+    """The version a (possibly invalid) manifest claims, for naming it in a refusal."""
+    try:
+        version = json.loads(value or b"").get("version")
+    except (ValueError, AttributeError, RecursionError):
+        return fallback
+    return str(version) if version else fallback
+
+
 @dataclass
 class ModelRegistry:
     """Everything the model topic says about one model name."""
@@ -68,7 +83,22 @@ class ModelRegistry:
     archive: dict[str, ModelManifest] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
     shadow: dict[str, dict[str, Any]] = field(default_factory=dict)
-    refused: list[str] = field(default_factory=list)
+    #: Refused records by record key: (version, reason); a later valid record clears its key.
+    refused: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: What each worker reported it refuses: worker -> {version: reason}.
+    worker_refusals: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def refusals(self) -> dict[str, str]:
+        """The refused versions and why, one entry per version."""
+        return dict(self.refused.values())
+
+    def refused_by_workers(self, version: str) -> dict[str, str]:
+        """worker -> reason, for every worker that reports refusing version."""
+        return {
+            worker: refused[version]
+            for worker, refused in self.worker_refusals.items()
+            if version in refused
+        }
 
     def shadow_totals(self) -> tuple[int, Counter[str]]:
         """Events compared and disagreements per `live->candidate` pair, over all workers."""
@@ -83,17 +113,9 @@ class ModelRegistry:
 
 
 async def ensure_model_topic(settings: Settings) -> None:
-    """Create the compacted model topic (one partition keeps records in order) if missing."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    async with started(admin, settings.bootstrap_servers):
-        if settings.model_topic in await admin.list_topics():
-            return
-        try:
-            await admin.create_topics(
-                [NewTopic(settings.model_topic, 1, 1, topic_configs=_COMPACTED)]
-            )
-        except TopicAlreadyExistsError:
-            return  # created meanwhile by another worker or publisher
+    """Create the compacted model topic (one partition keeps records in order) if missing,
+    with the replication settings every segstream topic gets."""
+    await ensure_topics(settings, [TopicSpec(settings.model_topic, 1, _COMPACTED)])
 
 
 async def read_registry(settings: Settings, name: str) -> ModelRegistry:
@@ -103,11 +125,12 @@ async def read_registry(settings: Settings, name: str) -> ModelRegistry:
     consumer = AIOKafkaConsumer(
         **settings.kafka_client_options(), enable_auto_commit=False, group_id=None
     )
-    async with started(consumer, settings.bootstrap_servers):
+    async with started(consumer, settings):
         partitions = [TopicPartition(settings.model_topic, 0)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        end = (await consumer.end_offsets(partitions))[partitions[0]]
+        ends = await bounded(settings, consumer.end_offsets(partitions), "reading the model topic")
+        end = ends[partitions[0]]
         while await consumer.position(partitions[0]) < end:
             batches = await consumer.getmany(*partitions, timeout_ms=1000)
             for messages in batches.values():
@@ -138,40 +161,89 @@ def apply_record(
             registry.history = [str(v) for v in json.loads(value)]
         elif text.startswith(f"{name}#shadow#") and value is not None:
             registry.shadow[text] = json.loads(value)
+        elif text.startswith(f"{name}#refusals#"):
+            worker = text.removeprefix(f"{name}#refusals#")
+            report = json.loads(value) if value else {}
+            registry.worker_refusals[worker] = {
+                str(k): str(v) for k, v in report.get("refused", {}).items()
+            }
+            if not registry.worker_refusals[worker]:
+                del registry.worker_refusals[worker]
+        else:
+            return
     except ManifestError as exc:
-        registry.refused.append(str(exc))
+        registry.refused[text] = (_version_in(value, text), str(exc))
+        return
+    except (ValueError, AttributeError):
+        return  # a bookkeeping record (history, figures) that is not readable JSON
+    registry.refused.pop(text, None)
 
 
 async def _send(settings: Settings, records: list[tuple[bytes, bytes | None]]) -> None:
     producer = AIOKafkaProducer(
         **settings.kafka_client_options(), acks="all", enable_idempotence=True
     )
-    async with started(producer, settings.bootstrap_servers):
+    async with started(producer, settings):
         for key, value in records:
-            await producer.send_and_wait(settings.model_topic, key=key, value=value)
+            await bounded(
+                settings,
+                producer.send_and_wait(settings.model_topic, key=key, value=value),
+                f"writing to {settings.model_topic}",
+            )
 
 
-def _sign(manifest: ModelManifest, settings: Settings) -> ModelManifest:
-    if settings.model_signing_key is None:
+def sign(manifest: ModelManifest, signing_key: SecretStr | None) -> ModelManifest:
+    """The manifest signed with signing_key (HMAC-SHA256), or unsigned without a key."""
+    if signing_key is None:
         return manifest.model_copy(update={"signature": None})
-    return manifest.signed(settings.model_signing_key.get_secret_value().encode())
+    return manifest.signed(signing_key.get_secret_value().encode())
+
+
+def _check_key_matches(registry: ModelRegistry, settings: Settings) -> None:
+    """Refuse to publish with a signing key other than the one the live model carries.
+
+    Workers hold one key; a manifest signed with another is refused by all of them, and the
+    publisher would see nothing wrong.
+    """
+    refusal = registry.refused.get(registry.name)
+    if settings.model_signing_key is not None and refusal and "wrong signature" in refusal[1]:
+        raise ConfigurationError(
+            f"SEGSTREAM_MODEL_SIGNING_KEY is not the key the live model {refusal[0]} on "
+            f"{settings.model_topic} was signed with; workers holding that key would refuse "
+            "what this key signs (wrong key?)"
+        )
 
 
 async def publish_manifest(
     settings: Settings, manifest: ModelManifest, shadow: bool = False
 ) -> ModelRegistry:
     """Publish manifest as the live model, or as the shadow candidate; return the new state."""
-    signed = _sign(manifest, settings)
-    body = signed.model_dump_json().encode()
     registry = await read_registry(settings, manifest.name)
+    _check_key_matches(registry, settings)
+    if shadow and registry.live is not None and registry.live.version == manifest.version:
+        raise ManifestError(
+            f"{manifest.version} is already live; a shadow candidate must be another version"
+        )
+    history = None if shadow else [*registry.history, manifest.version]
+    return await _publish(settings, registry, manifest, history)
+
+
+async def _publish(
+    settings: Settings,
+    registry: ModelRegistry,
+    manifest: ModelManifest,
+    history: list[str] | None,
+) -> ModelRegistry:
+    """Write manifest as the candidate (history None) or live with the given history."""
+    signed = sign(manifest, settings.model_signing_key)
+    body = signed.model_dump_json().encode()
     records: list[tuple[bytes, bytes | None]] = [
         (_archive_key(manifest.name, manifest.version), body)
     ]
-    if shadow:
+    if history is None:
         records.append((_candidate_key(manifest.name), body))
         registry.candidate = signed
     else:
-        history = [*registry.history, manifest.version]
         records.append((_history_key(manifest.name), json.dumps(history).encode()))
         records.append((manifest.name.encode(), body))
         if registry.candidate is not None and registry.candidate.version == manifest.version:
@@ -184,15 +256,25 @@ async def publish_manifest(
 
 
 async def rollback(settings: Settings, name: str) -> ModelRegistry:
-    """Make the version that was live before the current one live again."""
+    """Make the version that was live before the current one live again.
+
+    Rollback walks back: the current version leaves the history, so after A, C, B a
+    rollback gives C and the next one A (not B again).
+    """
     registry = await read_registry(settings, name)
-    previous = [v for v in registry.history[:-1] if registry.live and v != registry.live.version]
-    if not previous:
+    _check_key_matches(registry, settings)
+    # The last entry is the version made live last, even one this reader (or the workers)
+    # refused; the version before it that is not what actually runs is the one to go back to.
+    history = registry.history[:-1]
+    live = registry.live.version if registry.live else None
+    while history and history[-1] == live:
+        history.pop()
+    if not history:
         raise ManifestError(f"no earlier live version of {name} to roll back to")
-    version = previous[-1]
+    version = history[-1]
     if version not in registry.archive:
         raise ManifestError(f"version {version} of {name} is no longer on {settings.model_topic}")
-    return await publish_manifest(settings, registry.archive[version])
+    return await _publish(settings, registry, registry.archive[version], history)
 
 
 async def promote(settings: Settings, name: str, version: str) -> ModelRegistry:

@@ -39,6 +39,14 @@ def parse_manifest(raw: bytes | str, signing_key: SecretStr | None, source: str)
     return manifest
 
 
+def _verify_hint(manifest_path: Path, exc: ManifestError) -> ManifestError:
+    """A refused signature of a file on disk, with the command that signs it."""
+    return ManifestError(
+        f"{manifest_path}: {exc} while SEGSTREAM_MODEL_SIGNING_KEY is set; sign it with "
+        f"segstream sign {manifest_path.parent}"
+    )
+
+
 def load_manifest(path: Path, signing_key: SecretStr | None = None) -> ModelManifest:
     """Load and check the manifest a path points to."""
     manifest_path = resolve_manifest_path(path)
@@ -46,4 +54,10 @@ def load_manifest(path: Path, signing_key: SecretStr | None = None) -> ModelMani
         raw = manifest_path.read_bytes()
     except OSError as exc:
         raise ManifestError(f"cannot read {manifest_path}: {exc.strerror}") from None
-    return parse_manifest(raw, signing_key, str(manifest_path))
+    manifest = parse_manifest(raw, None, str(manifest_path))
+    if signing_key is not None:
+        try:
+            manifest.verify(signing_key.get_secret_value().encode())
+        except ManifestError as exc:
+            raise _verify_hint(manifest_path, exc) from None
+    return manifest

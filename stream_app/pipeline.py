@@ -176,10 +176,16 @@ def process_records(
     """Decode, validate and score a batch; invalid records become dead letters."""
     now = now or datetime.now(UTC)
     outcome = BatchOutcome()
+    # A model that scores by gender cannot take an unrecognised spelling as unknown.
+    gender_required = "gender_female" in scorer.manifest.features
     signups: list[CustomerSignup] = []
     for record in records:
         try:
-            signups.append(decode_signup(record.key, record.value, max_event_bytes))
+            signups.append(
+                decode_signup(
+                    record.key, record.value, max_event_bytes, gender_required=gender_required
+                )
+            )
         except InvalidEventError as exc:
             outcome.dead_letters.append(
                 dead_letter(record, exc, consumer_group, now, dead_letter_max_bytes)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import ssl
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,7 +19,29 @@ from schemas import ConfigurationError
 if TYPE_CHECKING:
     from faust.auth import Credentials
 
-__all__ = ["Settings", "get_settings", "settings_table"]
+__all__ = [
+    "ENV_FILE",
+    "Settings",
+    "effective_settings_table",
+    "get_settings",
+    "settings_table",
+    "unknown_variable_warnings",
+]
+
+#: Read from the working directory, below the environment and above the defaults.
+ENV_FILE = ".env"
+_PREFIX = "SEGSTREAM_"
+# Variables of scripts/kafka-local, not of segstream itself: known, so never warned about.
+_SCRIPT_VARIABLES = frozenset(
+    {
+        "SEGSTREAM_KAFKA_DIR",
+        "SEGSTREAM_KAFKA_CACHE",
+        "SEGSTREAM_KAFKA_START_TIMEOUT",
+        "SEGSTREAM_KAFKA_JAVA_OPTS",
+        "SEGSTREAM_KAFKA_SASL_PASSWORD",
+    }
+)
+_MASK = "**********"
 
 _SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 _SSL_PROTOCOLS = ("SSL", "SASL_SSL")
@@ -67,7 +92,11 @@ class Settings(BaseSettings):
 
     # hide_input_in_errors: a refused value may be a password; errors name the variable only.
     model_config = SettingsConfigDict(
-        env_prefix="SEGSTREAM_", frozen=True, extra="ignore", hide_input_in_errors=True
+        env_prefix=_PREFIX,
+        env_file=ENV_FILE,
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
     )
 
     bootstrap_servers: str = Field(
@@ -84,6 +113,26 @@ class Settings(BaseSettings):
         default="customer-segments", description="model name followed on the model topic"
     )
     topic_partitions: int = Field(default=4, ge=1, description="partitions of created topics")
+    # -1 is what CreateTopics takes for "the broker's default.replication.factor" (KIP-464).
+    topic_replication_factor: int = Field(
+        default=-1,
+        ge=-1,
+        description="replicas of every topic segstream creates; -1: the broker's default",
+    )
+    topic_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of every topic segstream creates; unset: the broker's",
+    )
+    create_topics: bool = Field(
+        default=False,
+        description="let the worker create missing input, output and dead-letter topics",
+    )
+    connect_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a command waits for Kafka to answer before giving up",
+    )
     model_path: Path | None = Field(
         default=None,
         description="manifest.json, a model directory, or a models root (its LATEST is used)",
@@ -186,6 +235,13 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             # One readable line for the CLI; `from None` drops pydantic's multi-line report.
             raise ConfigurationError(_one_line(exc)) from None
+
+    @field_validator("topic_replication_factor")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (the broker's default) or at least 1")
+        return value
 
     @field_validator("security_protocol", "sasl_mechanism", mode="before")
     @classmethod
@@ -356,5 +412,60 @@ def settings_table() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         shown = "(none)" if default is None else f"`{default}`"
-        rows.append(f"| `SEGSTREAM_{name.upper()}` | {shown} | {field.description} |")
+        rows.append(f"| `{_variable(name)}` | {shown} | {field.description} |")
     return "\n".join(rows)
+
+
+def _env_file_values() -> dict[str, str]:
+    """SEGSTREAM_ entries of the .env file in the working directory, names in capitals."""
+    from dotenv import dotenv_values  # python-dotenv comes with pydantic-settings
+
+    if not Path(ENV_FILE).is_file():
+        return {}
+    return {
+        name.upper(): value
+        for name, value in dotenv_values(ENV_FILE).items()
+        if name.upper().startswith(_PREFIX) and value is not None
+    }
+
+
+def _environment() -> dict[str, str]:
+    # pydantic-settings matches names case-insensitively; so does everything here.
+    return {name.upper(): value for name, value in os.environ.items()}
+
+
+def effective_settings_table(settings: Settings) -> str:
+    """Every setting's value in effect and where it came from; secrets masked."""
+    environment, env_file = _environment(), _env_file_values()
+    rows = ["| variable | value | from |", "| --- | --- | --- |"]
+    for name in Settings.model_fields:
+        variable = _variable(name)
+        value = getattr(settings, name)
+        if variable in environment:
+            source = "environment"
+        elif variable in env_file:
+            source = f"{ENV_FILE} file"
+        else:
+            source = "default"
+        if value is None:
+            shown = "(none)"
+        elif isinstance(value, SecretStr):
+            shown = _MASK
+        else:
+            shown = f"`{value}`"
+        rows.append(f"| `{variable}` | {shown} | {source} |")
+    return "\n".join(rows)
+
+
+def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per SEGSTREAM_ variable that is no setting, naming the closest one."""
+    names = environ.keys() if environ is not None else [*_environment(), *_env_file_values()]
+    known = {_variable(name) for name in Settings.model_fields}
+    warnings = []
+    for variable in sorted({name.upper() for name in names}):
+        if not variable.startswith(_PREFIX) or variable in known | _SCRIPT_VARIABLES:
+            continue
+        close = difflib.get_close_matches(variable, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else " (segstream settings lists them)"
+        warnings.append(f"{variable} is not a segstream setting and is ignored{hint}")
+    return warnings

@@ -25,6 +25,20 @@ KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
 SEGSTREAM = Path(sys.executable).with_name("segstream")
 
 
+@pytest.fixture(autouse=True)
+def _no_segstream_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts from the defaults: no SEGSTREAM_ variable, no cached settings."""
+    from stream_app import cli
+    from stream_app.settings import get_settings
+
+    for name in [n for n in os.environ if n.upper().startswith("SEGSTREAM_")]:
+        monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    monkeypatch.setattr(cli, "_warned", False)
+    yield
+    get_settings.cache_clear()
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:
@@ -100,6 +114,8 @@ def segstream_env(kafka: Broker, names: Names, **extra: str) -> dict[str, str]:
         SEGSTREAM_DLQ_TOPIC=names.dlq_topic,
         SEGSTREAM_MODEL_TOPIC=names.model_topic,
         SEGSTREAM_APP_ID=names.app_id,
+        # Tests give every worker fresh topics; on a real cluster topics are created beforehand.
+        SEGSTREAM_CREATE_TOPICS="true",
     )
     env.update(extra)
     return env

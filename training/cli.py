@@ -6,9 +6,12 @@ into one readable line.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,20 +27,34 @@ from rich.table import Table
 
 from schemas import DataError, ModelManifest, SegmentProfile
 
+if TYPE_CHECKING:
+    from training.fit import TrainedModel
+
 __all__ = [
     "generate_customers_command",
     "generate_signups_command",
+    "open_output",
     "report_command",
+    "summary_table",
     "train_command",
 ]
 
 console = Console(stderr=True)
 _MAX_K = 50
+#: k outside this range trains, with a warning: one segment names nothing, and beyond a dozen
+#: the catalogue's profiles run out and segment ids stop being stable.
+_SENSIBLE_K = range(2, 13)
+_VERSION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def _open_out(out: Path | None) -> Any:
+def open_output(out: Path | None, option: str) -> Any:
+    """A binary handle for an output file option; stdout when it is None or `-`."""
     if out is None or str(out) == "-":
         return sys.stdout.buffer
+    if out.is_dir():
+        raise DataError(f"{option} {out} is a directory; give a file name")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise DataError(f"{option} {out}: {out.parent} is a file, not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out.open("wb")
 
@@ -45,15 +62,19 @@ def _open_out(out: Path | None) -> Any:
 def generate_customers_command(
     n: Annotated[int, typer.Option(min=1, help="number of customers")] = 400,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    out: Annotated[Path, typer.Option(help="CSV file to write")] = Path("data/customers.csv"),
+    out: Annotated[Path | None, typer.Option(help="CSV file (default: stdout)")] = None,
 ) -> None:
     """Write a customer table in which the seed's four profiles exist."""
     from training.generate import generate_customers
 
-    table = generate_customers(n, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    console.print(f"wrote {len(table)} customers to {out}")
+    handle = open_output(out, "--out")
+    try:
+        generate_customers(n, seed).to_csv(handle, index=False)
+    finally:
+        if handle is not sys.stdout.buffer:
+            handle.close()
+    if out is not None:
+        console.print(f"wrote {n} customers to {out}")
 
 
 def generate_signups_command(
@@ -67,7 +88,7 @@ def generate_signups_command(
     """Write signup events as JSON lines, optionally with broken ones mixed in."""
     from training.generate import generate_signups
 
-    handle = _open_out(out)
+    handle = open_output(out, "--out")
     try:
         for value in generate_signups(n, seed, invalid_share):
             # A raw newline inside a broken payload would split it into two records.
@@ -93,7 +114,27 @@ def _parse_k(text: str) -> int | None:
         raise DataError(f"--k must be auto or a whole number, not {text!r}") from None
     if not 1 <= k <= _MAX_K:
         raise DataError(f"--k must be between 1 and {_MAX_K}, not {k}")
+    if k not in _SENSIBLE_K:
+        _say(
+            f"warning: --k {k} is outside {_SENSIBLE_K.start}..{_SENSIBLE_K.stop - 1}: "
+            + (
+                "one segment puts every customer together and its profile name means nothing"
+                if k < _SENSIBLE_K.start
+                else "expect generated names and segment ids that change between retrains"
+            )
+        )
     return k
+
+
+def _check_outputs(out: Path, version: str | None) -> None:
+    """Fail before the (slow) fit when the model could not be saved where asked."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; give the folder that holds model versions")
+    if version is not None and (not _VERSION.match(version) or version in (".", "..")):
+        raise DataError(
+            f"--version {version!r} must be 1-64 of A-Z a-z 0-9 . _ - (it names a folder "
+            "under --out)"
+        )
 
 
 class _Steps:
@@ -171,6 +212,9 @@ def train_command(
 
     if income_unit not in (None, "dollars", "thousands"):
         raise DataError(f"--income-unit must be dollars or thousands, not {income_unit!r}")
+    _check_outputs(out, version)
+    if publish:
+        _check_model_topic()  # a broker that is not there fails now, not after the fit
     forced_k = _parse_k(k)
     feature_list = parse_features(features)
     catalogue = load_catalogue(profiles)
@@ -198,6 +242,7 @@ def train_command(
             resamples=resamples,
             on_step=step,
         )
+        model = _signed(model)
         step("saving the model")
         directory = save_model(model, out)
         report_path = None
@@ -207,11 +252,45 @@ def train_command(
             step("drawing the report")
             report_path = write_report(directory)
     _print_summary(model.manifest)
+    _warn_duplicate_names(model.manifest)
     if report_path is not None:
         _say(f"report: {report_path}")
     if publish:
         _publish(model.manifest)
     typer.echo(directory)
+
+
+def _signed(model: TrainedModel) -> TrainedModel:
+    """The model with its manifest signed when SEGSTREAM_MODEL_SIGNING_KEY is set, so that
+    `score` and workers holding the key accept it as it is."""
+    from stream_app.model_registry import sign
+    from stream_app.settings import get_settings
+
+    key = get_settings().model_signing_key
+    if key is None:
+        return model
+    _say("signing the manifest with SEGSTREAM_MODEL_SIGNING_KEY")
+    return dataclasses.replace(model, manifest=sign(model.manifest, key))
+
+
+def _warn_duplicate_names(manifest: ModelManifest) -> None:
+    names = Counter(segment.name for segment in manifest.segments)
+    for name, count in sorted(names.items()):
+        if count > 1:
+            _say(
+                f"warning: {count} segments are named {name!r}: marketing cannot tell them "
+                "apart by name (fewer segments, or more profiles in --profiles, would)"
+            )
+
+
+def _check_model_topic() -> None:
+    """Reach the model topic (creating it if missing) as publishing will."""
+    import asyncio
+
+    from stream_app.model_registry import ensure_model_topic
+    from stream_app.settings import get_settings
+
+    asyncio.run(ensure_model_topic(get_settings()))
 
 
 def _publish(manifest: ModelManifest) -> None:
@@ -237,19 +316,37 @@ def report_command(
 
 
 def _centroid(segment: SegmentProfile) -> str:
-    units = {"age": "{:.0f} y", "annual_income": "${:,.0f}", "gender_female": "{:.0%} female"}
-    return ", ".join(units[f].format(v) for f, v in segment.centroid.items())
+    from training.naming import female_share
+
+    units = {"age": "{:.0f} y", "annual_income": "${:,.0f}"}
+    return ", ".join(
+        female_share(v) if f == "gender_female" else units[f].format(v)
+        for f, v in segment.centroid.items()
+    )
 
 
-def _print_summary(manifest: ModelManifest) -> None:
+def summary_table(manifest: ModelManifest) -> Table:
+    """The segments of a model as a terminal table: ids whole, names and actions wrapped.
+
+    Downstream rules match on segment ids, so an id cut to `traditional-s...` at 80 columns
+    is useless; the other columns give way instead.
+    """
     table = Table(title=f"model {manifest.name} {manifest.version}")
-    for column in ("segment", "name", "customers", "centroid", "action"):
-        table.add_column(column)
+    widest_id = max((len(segment.id) for segment in manifest.segments), default=7)
+    table.add_column("segment", no_wrap=True, min_width=max(widest_id, 7))
+    table.add_column("name", overflow="fold", ratio=2)
+    table.add_column("customers", no_wrap=True, justify="right")
+    table.add_column("centroid", overflow="fold", ratio=2)
+    table.add_column("action", overflow="fold", ratio=3)
     for segment in manifest.segments:
         table.add_row(
             segment.id, segment.name, f"{segment.size:,}", _centroid(segment), segment.action
         )
-    console.print(table)
+    return table
+
+
+def _print_summary(manifest: ModelManifest) -> None:
+    console.print(summary_table(manifest))
     selection = manifest.k_selection
     if selection is not None:
         silhouette = manifest.metrics.get("silhouette")

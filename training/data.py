@@ -289,6 +289,8 @@ def load_customers(
     require_gender: bool = False,
 ) -> CustomerTable:
     """Read a customer table; rows that cannot be used are counted by reason, never coerced."""
+    if path.is_dir():
+        raise DataError(f"--data {path} is a directory; give a CSV or Parquet file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_MATCH_DISTANCE",
     "Profile",
     "SegmentName",
+    "female_share",
     "follow_previous",
     "load_catalogue",
     "name_segments",
@@ -28,6 +29,15 @@ __all__ = [
 MAX_MATCH_DISTANCE = 1.6
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def female_share(value: float) -> str:
+    """A centroid's gender_female coordinate as people read it: `52% female`.
+
+    The coordinate is a share of the cluster's customers, but comes back from the scaler as
+    a float that can sit a hair below 0 or above 1 (which printed as `-0% female`).
+    """
+    return f"{round(min(max(value, 0.0), 1.0) * 100):d}% female"
 
 
 class Profile(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 
@@ -17,9 +18,10 @@ from matplotlib.figure import Figure
 from schemas import ModelManifest, SegmentProfile
 from schemas.manifest import KSelection
 from training.data import BAD_ROW_REASONS
+from training.naming import female_share
 from training.store import PLOT_SAMPLE_FILE, load_manifest, model_directory
 
-__all__ = ["REPORT_FILES", "write_report"]
+__all__ = ["REPORT_FILES", "place_labels", "write_report"]
 
 #: Files written into the model directory.
 REPORT_FILES = ("report.html", "clusters.png", "elbow.png", "silhouette.png")
@@ -65,20 +67,23 @@ def _clusters_png(manifest: ModelManifest, sample: pd.DataFrame | None, path: Pa
                 label=f"{segment.name} ({segment.size:,})",
                 edgecolors="none",
             )
+    labels = []
     for segment in manifest.segments:
         if {"age", "annual_income"} <= segment.centroid.keys():
             age, income = segment.centroid["age"], segment.centroid["annual_income"] / 1000
             axes.scatter(
                 [age], [income], marker="s", s=110, color="red", edgecolors="black", zorder=3
             )
-            axes.annotate(
-                segment.name,
-                (age, income),
-                xytext=(8, 6),
-                textcoords="offset points",
-                fontsize=9,
-                fontweight="bold",
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+            labels.append(
+                axes.annotate(
+                    segment.name,
+                    (age, income),
+                    xytext=_LABEL_OFFSETS[0],
+                    textcoords="offset points",
+                    fontsize=9,
+                    fontweight="bold",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+                )
             )
     axes.scatter([], [], marker="s", s=60, color="red", edgecolors="black", label="centroid")
     axes.set_xlabel("Age (years)")
@@ -87,7 +92,32 @@ def _clusters_png(manifest: ModelManifest, sample: pd.DataFrame | None, path: Pa
     axes.set_title(f"Customer segments ({shown}; centroids as red squares)")
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=1.6)
+    place_labels(figure, labels)
     return _save(figure, path)
+
+
+# Where a centroid's label may go, in points from the centroid, nearest first: right or left
+# of it, then ever further above and below. Centroids that differ only by gender share an
+# age and an income, so their labels would otherwise be drawn on top of each other.
+_LABEL_OFFSETS = [(dx, dy) for dy in (6, -16, 20, -30, 34, -44, 48, -58, 62, -72) for dx in (8, -8)]
+
+
+def place_labels(figure: Figure, labels: list[Any]) -> list[Any]:
+    """Move each annotation to the nearest offset where it overlaps none placed before it;
+    return the labels' final bounding boxes (display units)."""
+    figure.canvas.draw()  # lays the axes out, so positions in display units are final
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg has one
+    placed: list[Any] = []
+    for label in labels:
+        for dx, dy in _LABEL_OFFSETS:
+            label.xyann = (dx, dy)
+            label.set_horizontalalignment("left" if dx > 0 else "right")
+            label.update_positions(renderer)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(label.get_window_extent(renderer))
+    return placed
 
 
 def _curve_png(selection: KSelection, metric: str, path: Path) -> bytes:
@@ -141,7 +171,7 @@ def _centroid(segment: SegmentProfile) -> str:
         elif feature == "annual_income":
             parts.append(_money(value))
         else:
-            parts.append(f"{value:.0%} female")
+            parts.append(female_share(value))
     return ", ".join(parts)
 
 
@@ -203,10 +233,17 @@ def _stability_text(manifest: ModelManifest) -> str:
             ""
             if stability.mean_agreement >= STABLE_AGREEMENT
             else f"<p><b>Below {STABLE_AGREEMENT:.0%}:</b> retrains would move many customers "
-            "to another segment; fewer segments (or <code>--k auto</code>) are likely steadier."
-            "</p>"
+            f"to another segment; {_steadier(manifest)}</p>"
         )
     )
+
+
+def _steadier(manifest: ModelManifest) -> str:
+    """What would likely make segment ids steadier, without suggesting what was already done."""
+    selection = manifest.k_selection
+    if selection is not None and selection.mode == "fixed":
+        return "fewer segments (or <code>--k auto</code>) are likely steadier."
+    return "fewer segments (a smaller <code>--k</code>) are likely steadier."
 
 
 def _k_text(manifest: ModelManifest) -> str:

@@ -42,9 +42,13 @@ def load_manifest(path: Path) -> ModelManifest:
     """Read the manifest of a model directory, a manifest.json, or a models root's LATEST."""
     manifest_path = model_directory(path) / "manifest.json"
     try:
-        text = manifest_path.read_text()
+        text = manifest_path.read_bytes().decode("utf-8")
     except OSError:
         raise ManifestError(f"{path}: no model here (no manifest.json)") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"{manifest_path}: not a model manifest (not UTF-8 text at byte {exc.start})"
+        ) from None
     try:
         return ModelManifest.model_validate(json.loads(text))
     except (ValueError, ValidationError) as exc:

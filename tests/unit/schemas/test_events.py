@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import CustomerSignup, Gender, assignment_event_id, export_json_schemas
+from schemas.events import GENDER_REQUIRED, UNRECOGNISED_GENDER
 
 VALID = {
     "event_id": "e-1",
@@ -63,11 +64,14 @@ def test_gender_spellings_are_accepted_case_insensitively(
         ({"annual_income": -0.01}, "annual_income"),
         ({"annual_income": 1e9}, "annual_income"),
         ({"annual_income": "100k"}, "annual_income"),
-        ({"gender": "walrus"}, "gender"),
         ({"gender": 1}, "gender"),
         ({"signed_up_at": "2026-03-01T10:00:00"}, "signed_up_at"),
         ({"event_id": ""}, "event_id"),
         ({"customer_id": "has space"}, "customer_id"),
+        ({"customer_id": 12.5}, "customer_id"),
+        ({"customer_id": True}, "customer_id"),
+        ({"customer_id": "c\u00001"}, "customer_id"),
+        ({"event_id": "e\u001b[31m"}, "event_id"),
     ],
 )
 def test_out_of_bounds_or_mistyped_fields_are_rejected(
@@ -76,6 +80,38 @@ def test_out_of_bounds_or_mistyped_fields_are_rejected(
     with pytest.raises(ValidationError) as caught:
         _parse(**changes)
     assert caught.value.errors()[0]["loc"][0] == field
+
+
+def test_an_unrecognised_gender_is_unknown_and_noted_in_the_context() -> None:
+    context: dict[str, object] = {}
+    body = json.dumps({**VALID, "gender": "walrus"})
+    assert CustomerSignup.model_validate_json(body, context=context).gender is Gender.UNKNOWN
+    assert context[UNRECOGNISED_GENDER] == "walrus"
+
+
+def test_an_unrecognised_gender_is_an_error_when_gender_is_required() -> None:
+    body = json.dumps({**VALID, "gender": "walrus"})
+    with pytest.raises(ValidationError) as caught:
+        CustomerSignup.model_validate_json(body, context={GENDER_REQUIRED: True})
+    assert caught.value.errors()[0]["loc"][0] == "gender"
+    assert "accepted: " in caught.value.errors()[0]["msg"]
+
+
+def test_numeric_ids_are_taken_as_their_decimal_string() -> None:
+    signup = _parse(customer_id=12345, event_id=7)
+    assert (signup.customer_id, signup.event_id) == ("12345", "7")
+
+
+def test_ids_are_normalised_to_nfc() -> None:
+    decomposed = "jose\u0301"  # "e" followed by a combining acute accent
+    assert _parse(customer_id=decomposed).customer_id == "jos\u00e9"
+
+
+def test_a_control_character_in_an_id_is_named_with_its_position() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _parse(customer_id="c-\u00001")
+    message = caught.value.errors()[0]["msg"]
+    assert "control character U+0000 at position 2" in message
 
 
 def test_unknown_top_level_fields_are_ignored_and_attributes_kept() -> None:

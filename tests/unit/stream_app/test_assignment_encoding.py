@@ -15,11 +15,12 @@ from tests.unit.stream_app.test_pipeline import _scorer
 
 NOW = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
-# Identifiers are any non-blank text without whitespace: quotes, backslashes, control
-# characters and non-ASCII letters all pass validation, so all must survive encoding.
+# Identifiers are any non-blank text without whitespace or control characters: quotes,
+# backslashes, format characters and non-ASCII letters all pass validation, so all must
+# survive encoding.
 identifiers = st.text(
     alphabet=st.characters(
-        blacklist_categories=("Zs", "Zl", "Zp", "Cs"),
+        blacklist_categories=("Zs", "Zl", "Zp", "Cs", "Cc"),
         blacklist_characters=" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85",
     ),
     min_size=1,
@@ -114,7 +115,7 @@ def test_encoded_bytes_equal_the_models_own_dump(
 def test_timestamps_and_awkward_floats_are_written_as_the_model_writes_them(
     now: datetime, distance: float
 ) -> None:
-    signup = _signup('e"1\\', "c-ü\x01")
+    signup = _signup('e"1\\', "c-ü\u200d")
     for echo in (False, True):
         (value,) = _assignment_values(
             [signup], [1], [distance], [True], _scorer().manifest, now, echo
