@@ -235,6 +235,14 @@ def test_sigterm_during_a_broker_outage_exits_cleanly_and_loses_nothing(
     )
     time.sleep(2.5)
     kafka.control("kill")
+    _wait_until(
+        lambda: (
+            scenario.worker.health().status_code == 503
+            and "cannot reach the Kafka broker" in scenario.worker.health().json()["reason"]
+        ),
+        "/ready says the broker cannot be reached",
+        timeout=30,
+    )
     elapsed = _terminate(scenario.worker)
     kafka.control("resume")
     worker_factory(trained_model).wait_ready()

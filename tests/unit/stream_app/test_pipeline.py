@@ -149,3 +149,50 @@ def test_a_dead_letter_that_fits_is_whole() -> None:
     assert letter["value"] == raw.decode()
     assert letter["value_truncated"] is False
     assert letter["value_size"] == len(raw)
+
+
+def _odd_gender_signup() -> bytes:
+    return json.dumps(
+        {
+            "event_id": "e-g",
+            "customer_id": "c-g",
+            "age": 30,
+            "annual_income": 40_000,
+            "gender": "zebra",
+            "signed_up_at": "2026-01-01T00:00:00Z",
+        }
+    ).encode()
+
+
+def test_an_unrecognised_gender_is_unknown_for_a_model_without_gender() -> None:
+    outcome = process_records(
+        [SourceRecord(b"c-g", _odd_gender_signup(), "signups", 0, 1)],
+        _scorer(),
+        consumer_group="g",
+        max_event_bytes=65_536,
+        now=NOW,
+    )
+    assert len(outcome.assignments) == 1
+    assert outcome.signups[0].gender.value == "unknown"
+
+
+def test_an_unrecognised_gender_is_dead_lettered_when_the_model_scores_by_gender() -> None:
+    manifest = _manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])
+    by_gender = manifest.model_copy(
+        update={
+            "features": ["age", "annual_income", "gender_female"],
+            "scaler": manifest.scaler.model_copy(
+                update={"mean": [40.0, 50_000.0, 0.5], "scale": [10.0, 10_000.0, 0.5]}
+            ),
+            "centroids": [[-1.0, 0.0, 0.0], [1.0, 1.0, 1.0]],
+        }
+    )
+    outcome = process_records(
+        [SourceRecord(b"c-g", _odd_gender_signup(), "signups", 0, 1)],
+        Scorer(by_gender),
+        consumer_group="g",
+        max_event_bytes=65_536,
+        now=NOW,
+    )
+    assert outcome.assignments == []
+    assert outcome.reason_counts == {"schema": 1}
