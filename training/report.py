@@ -44,7 +44,13 @@ STABLE_AGREEMENT = 0.95
 
 
 def _colour(index: int) -> str:
-    return _COLOURS[index % len(_COLOURS)]
+    """A colour per segment, distinct for any k: the palette, then hues spread by the golden
+    ratio (kept clear of red, the centroids' colour)."""
+    if index < len(_COLOURS):
+        return _COLOURS[index]
+    hue = 0.08 + 0.84 * ((index - len(_COLOURS)) * 0.6180339887 % 1.0)
+    red, green, blue = mpl.colors.hsv_to_rgb((hue, 0.65, 0.8)).tolist()
+    return mpl.colors.to_hex((red, green, blue))
 
 
 def _save(figure: Figure, path: Path) -> bytes:
