@@ -44,7 +44,13 @@ STABLE_AGREEMENT = 0.95
 
 
 def _colour(index: int) -> str:
-    return _COLOURS[index % len(_COLOURS)]
+    """A colour per segment, distinct for any k: the palette, then hues spread by the golden
+    ratio (kept clear of red, the centroids' colour)."""
+    if index < len(_COLOURS):
+        return _COLOURS[index]
+    hue = 0.08 + 0.84 * ((index - len(_COLOURS)) * 0.6180339887 % 1.0)
+    red, green, blue = mpl.colors.hsv_to_rgb((hue, 0.65, 0.8)).tolist()
+    return mpl.colors.to_hex((red, green, blue))
 
 
 def _save(figure: Figure, path: Path) -> bytes:
@@ -103,19 +109,33 @@ _LABEL_OFFSETS = [(dx, dy) for dy in (6, -16, 20, -30, 34, -44, 48, -58, 62, -72
 
 
 def place_labels(figure: Figure, labels: list[Any]) -> list[Any]:
-    """Move each annotation to the nearest offset where it overlaps none placed before it;
-    return the labels' final bounding boxes (display units)."""
+    """Move each annotation to the nearest offset where it overlaps no label placed before it,
+    inside the axes where possible; return the labels' final bounding boxes (display units)."""
     figure.canvas.draw()  # lays the axes out, so positions in display units are final
     renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg has one
     placed: list[Any] = []
     for label in labels:
+        inside = label.axes.get_window_extent(renderer)
+        fallback = None
         for dx, dy in _LABEL_OFFSETS:
             label.xyann = (dx, dy)
             label.set_horizontalalignment("left" if dx > 0 else "right")
             label.update_positions(renderer)
             box = label.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed):
+            if any(box.overlaps(other) for other in placed):
+                continue
+            fallback = fallback or (dx, dy)
+            if (
+                inside.x0 <= box.x0
+                and box.x1 <= inside.x1
+                and inside.y0 <= box.y0 <= box.y1 <= inside.y1
+            ):
                 break
+        else:
+            if fallback is not None:  # no free place inside the axes: the nearest free one
+                label.xyann = fallback
+                label.set_horizontalalignment("left" if fallback[0] > 0 else "right")
+                label.update_positions(renderer)
         placed.append(label.get_window_extent(renderer))
     return placed
 

@@ -15,7 +15,7 @@ from stream_app.cli import app
 from tests.unit.stream_app.toy import toy_manifest
 from training.cli import _warn_duplicate_names, summary_table
 from training.naming import female_share
-from training.report import _stability_text, place_labels
+from training.report import _colour, _stability_text, place_labels
 
 
 def _train(data: Path, out: Path, k: str) -> tuple[int, str]:
@@ -118,3 +118,9 @@ def test_generated_customers_go_to_stdout_unless_a_file_is_named(tmp_path: Path)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("customer_id,")
     assert len(result.stdout.splitlines()) == 4
+
+
+def test_every_segment_gets_its_own_colour_even_for_large_k() -> None:
+    colours = [_colour(i) for i in range(50)]
+    assert len(set(colours)) == 50
+    assert "#ff0000" not in colours
