@@ -41,6 +41,7 @@ from stream_app.failures import (
     TransactionAbortedError,
     Verdict,
     classify,
+    kafka_error,
 )
 from stream_app.metrics import WorkerMetrics
 from stream_app.pipeline import BatchOutcome, SourceRecord, process_records
@@ -237,9 +238,19 @@ class DataPlane:
                 settings.batch_size,
                 settings.batch_window_ms,
             )
-            self._loop(consumer)
-            if self._pending.count:
-                self._commit()  # the batch in flight is delivered, or aborted at the deadline
+            try:
+                self._loop(consumer)
+                if self._pending.count:
+                    self._commit()  # the batch in flight is delivered, or aborted at the deadline
+            except KafkaException as exc:
+                # A client found unusable says little ("Local: Fatal error"); the reason it
+                # became so reached error_cb first, and is the one worth a log line.
+                error = kafka_error(exc)
+                if self._fatal is None and delivery is not None:
+                    delivery.poll()
+                raise self._fatal or FatalKafkaError(
+                    f"Kafka: {error.str()} ({error.name()})" if error else f"Kafka: {exc}"
+                ) from None
         finally:
             self.status.running = False
             if delivery is not None:
@@ -576,7 +587,11 @@ class DataPlaneService(Service):
             if thread is None or thread.is_alive() or self.plane._stop.is_set():
                 continue
             error = self._error or RuntimeError("the data plane stopped by itself")
-            log.error("segstream: data plane stopped: %s", error)
+            reason = kafka_error(error)
+            log.error(
+                "segstream: data plane stopped, the worker exits with status 1: %s",
+                f"Kafka: {reason.str()} ({reason.name()})" if reason else error,
+            )
             await self.crash(error)
             return
 

@@ -58,6 +58,9 @@ class Delivery(Protocol):
     def close(self, timeout: float) -> None:
         """Release the producer, waiting at most timeout seconds."""
 
+    def poll(self) -> None:
+        """Serve the producer's pending callbacks (errors reach error_cb this way)."""
+
 
 def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord]) -> None:
     """Produce records, waiting for room when librdkafka's local queue is full."""
@@ -196,6 +199,10 @@ class ExactlyOnce:
         self.abort()
         self._producer.flush(timeout)
 
+    def poll(self) -> None:
+        """Serve the producer's pending callbacks."""
+        self._producer.poll(0)
+
 
 SegstreamFailure = FatalKafkaError | TransactionAbortedError
 
@@ -249,6 +256,10 @@ class AtLeastOnce:
 
     def abort(self) -> None:
         """Outputs already sent stay sent: at-least-once repeats them after a restart."""
+
+    def poll(self) -> None:
+        """Serve the producer's pending callbacks."""
+        self._producer.poll(0)
 
     def close(self, timeout: float) -> None:
         """Flush what is queued."""

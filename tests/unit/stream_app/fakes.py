@@ -80,6 +80,9 @@ class RecordingDelivery:
     def close(self, timeout: float) -> None:
         pass
 
+    def poll(self) -> None:
+        pass
+
 
 @dataclass
 class SeekingConsumer:
