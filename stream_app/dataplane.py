@@ -198,21 +198,11 @@ class DataPlane:
     def run(self) -> None:
         """The loop: wait for a model, then consume, score and deliver until stopped."""
         settings = self.settings
-        # No model, no consuming: nothing is committed, and nothing is guessed.
-        while self.state.scorer is None:
-            if self._stop.wait(0.1):
-                return
         consumer = Consumer(self._consumer_config())
         delivery: Delivery | None = None
         try:
-            # Join the group first: librdkafka's threads do that while the producer sets up
-            # its transactions and the dead-letter topic's limit is read.
-            consumer.subscribe(
-                [settings.input_topic],
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+            # The producer sets up its transactions and the dead-letter topic's limit is read
+            # while the model loads; the group is joined only once a model is live.
             self._consumer = consumer
             if settings.processing_guarantee == "exactly_once":
                 delivery = ExactlyOnce(
@@ -226,6 +216,16 @@ class DataPlane:
                 delivery = AtLeastOnce(producer, consumer, self._give_up, self._call_timeout)
             self._delivery = delivery
             self._dead_letter_max = self._dead_letter_limit()
+            # No model, no consuming: nothing is committed, and nothing is guessed.
+            while self.state.scorer is None:
+                if self._stop.wait(0.1):
+                    return
+            consumer.subscribe(
+                [settings.input_topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
             # Everything alive now (Faust, numpy, the model) lives as long as the worker: keep
             # it out of the collector's passes. Without this the cyclic GC scanning those
             # objects took ~40% of the hot path's time in batches of 2,000.
