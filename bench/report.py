@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["TARGETS", "markdown", "plot", "summary", "targets", "write_json"]
 
-#: The targets of issue 10, measured by `make bench`.
+#: The throughput, latency and memory targets, measured by `make bench`.
 TARGETS = {
     "eo_vs_quix_eo": 1.5,
     "eo_cpu_vs_quix_eo": 0.6,
@@ -67,7 +67,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 10 with the measured figure and whether it is met."""
+    """Each target with the measured figure and whether it is met."""
     ratios = results["summary"]
     kernel = results["kernel"]
     p99 = ratios["worker_eo_p99_ms_at_2000"]
