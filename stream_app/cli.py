@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 from collections import Counter
 from collections.abc import Callable
 from functools import wraps
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -36,6 +38,27 @@ app.add_typer(topics_app, name="topics")
 
 console = Console(stderr=True)
 
+#: The file in SEGSTREAM_DATA_DIR where a worker notes the port its endpoints listen on.
+WEB_PORT_FILE = "web-port"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"segstream {package_version('segstream')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Options that come before the command."""
+
 
 def _friendly(command: Callable[P, R]) -> Callable[P, R]:
     """Turn a SegstreamError into one readable line on stderr and exit status 1."""
@@ -50,6 +73,14 @@ def _friendly(command: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             typer.echo("segstream: interrupted", err=True)
             raise typer.Exit(130) from None
+        except ModuleNotFoundError as exc:
+            # The worker's image has no training libraries (pyproject.toml's `train` extra).
+            typer.echo(
+                f"segstream: error: {exc.name} is not installed; train, report and generate "
+                "need the training libraries: pip install 'segstream[train]'",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -169,6 +200,19 @@ def score_command(
     console.print(f"scored {total} records from {input_file}")
 
 
+def _with_web_port(settings: Any) -> Any:
+    """Settings with a real web port (a free one for SEGSTREAM_WEB_PORT=0), noted for `probe`."""
+    if settings.web_port == 0:
+        # Several workers sharing one network (docker-compose with host networking) each
+        # need a port of their own; the kernel hands out one that nothing listens on.
+        with socket.socket() as sock:
+            sock.bind((settings.web_host, 0))
+            settings = settings.model_copy(update={"web_port": sock.getsockname()[1]})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / WEB_PORT_FILE).write_text(f"{settings.web_port}\n")
+    return settings
+
+
 @app.command("worker")
 @_friendly
 def worker_command() -> None:
@@ -178,7 +222,7 @@ def worker_command() -> None:
     from stream_app.app import create_app
     from stream_app.kafka_io import create_topics
 
-    settings = _settings()
+    settings = _with_web_port(_settings())
     # Faust never picks up a source topic that was missing when it subscribed, so make sure
     # the topics exist first (partitions of existing topics are left as they are).
     asyncio.run(
@@ -191,6 +235,39 @@ def worker_command() -> None:
     segmentation = create_app(settings)
     worker = Worker(segmentation.app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
+
+
+@app.command("probe")
+@_friendly
+def probe_command(
+    path: Annotated[str, typer.Argument(help="/ready, /health or /metrics")] = "/ready",
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the answer")] = 3.0,
+) -> None:
+    """Ask the worker on this machine for an endpoint: exit 0 on 200, else 1 (health checks)."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
+    from stream_app.exceptions import WorkerUnavailableError
+
+    settings = _settings()
+    port = settings.web_port
+    if port == 0:
+        port_file = settings.data_dir / WEB_PORT_FILE
+        try:
+            port = int(port_file.read_text())
+        except (OSError, ValueError):
+            raise WorkerUnavailableError(f"no worker has noted its port in {port_file}") from None
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "") else settings.web_host  # noqa: S104
+    url = f"http://{host}:{port}/{path.lstrip('/')}"
+    try:
+        with urlopen(url, timeout=timeout) as response:
+            typer.echo(response.read().decode("utf-8", "replace"))
+    except HTTPError as exc:
+        typer.echo(exc.read().decode("utf-8", "replace"))
+        raise WorkerUnavailableError(f"{url} answered {exc.code}") from None
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WorkerUnavailableError(f"no answer from {url}: {reason}") from None
 
 
 @app.command("replay")

@@ -14,6 +14,7 @@ __all__ = [
     "OversizedEventError",
     "SchemaViolationError",
     "TombstoneError",
+    "WorkerUnavailableError",
 ]
 
 
@@ -65,3 +66,7 @@ class ModelNotReadyError(SegstreamError, RuntimeError):
 
 class BrokerUnavailableError(SegstreamError, ConnectionError):
     """Kafka cannot be reached or refused a request."""
+
+
+class WorkerUnavailableError(SegstreamError, ConnectionError):
+    """A worker's health endpoint does not answer, or answers other than 200."""

@@ -38,18 +38,30 @@ async def started(client: Any, bootstrap_servers: str) -> AsyncIterator[Any]:
         await stop()
 
 
-async def create_topics(settings: Settings, names: list[str], partitions: int) -> list[str]:
-    """Create the named topics if missing; return the ones created."""
+async def create_topics(
+    settings: Settings, names: list[str], partitions: int, configs: dict[str, str] | None = None
+) -> list[str]:
+    """Create the named topics if missing, with the configured replicas; return those created."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     async with started(admin, settings.bootstrap_servers):
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
-        if missing:
-            # Another process may win the race; the topic is there either way.
-            with suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
-                )
+        if not missing:
+            return []
+        replicas = settings.topic_replication_factor
+        topics = [NewTopic(n, partitions, replicas, topic_configs=configs or {}) for n in missing]
+        # Another process may win the race; the topic is there either way.
+        with suppress(TopicAlreadyExistsError):
+            response = await admin.create_topics(topics)
+            # aiokafka returns a topic's refusal (such as more replicas than brokers) instead
+            # of raising it.
+            for topic, code, *detail in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    reason = detail[0] if detail and detail[0] else f"error code {code}"
+                    raise BrokerUnavailableError(
+                        f"Kafka at {settings.bootstrap_servers} refused to create {topic} "
+                        f"({partitions} partitions, {replicas} replicas): {reason}"
+                    )
         return missing
 
 

@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import SecretStr
 
 from schemas import ManifestError, ModelManifest
-from stream_app.kafka_io import started
+from stream_app.kafka_io import create_topics, started
 from stream_app.model_store import parse_manifest
 from stream_app.settings import Settings
 
@@ -84,16 +82,7 @@ class ModelRegistry:
 
 async def ensure_model_topic(settings: Settings) -> None:
     """Create the compacted model topic (one partition keeps records in order) if missing."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    async with started(admin, settings.bootstrap_servers):
-        if settings.model_topic in await admin.list_topics():
-            return
-        try:
-            await admin.create_topics(
-                [NewTopic(settings.model_topic, 1, 1, topic_configs=_COMPACTED)]
-            )
-        except TopicAlreadyExistsError:
-            return  # created meanwhile by another worker or publisher
+    await create_topics(settings, [settings.model_topic], 1, _COMPACTED)
 
 
 async def read_registry(settings: Settings, name: str) -> ModelRegistry:
