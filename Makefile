@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-reliability lint typecheck compose-check unit integration bench kafka-start kafka-stop clean
+.PHONY: install demo test test-reliability lint typecheck compose-check compose-test unit integration bench kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,18 @@ compose-check:
 	scripts/ensure-docker-compose
 	docker-compose config -q
 
-# The pytest session starts its own broker with scripts/kafka-local and stops it at the end.
+# The pytest session starts its own broker with scripts/kafka-local and stops it at the end;
+# then the docker-compose stack is built and tested.
 test: install lint typecheck compose-check
 	$(BIN)/pytest
+	scripts/compose-test
+
+# Builds the images and runs docker-compose.yml through tests/compose (scaling, a killed
+# worker, down and up again) on the machine's Docker, or on a private daemon it installs with
+# apt, starts and stops (scripts/compose-test). A few minutes; base images and wheels are
+# cached in ~/.cache/segstream between runs.
+compose-test: install
+	scripts/compose-test
 
 unit: install
 	$(BIN)/pytest tests/unit
@@ -56,4 +65,5 @@ kafka-stop:
 	scripts/kafka-local stop
 
 clean:
-	rm -rf $(VENV) .kafka-local demo-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .kafka-local demo-out .pytest_cache .mypy_cache .ruff_cache compose-report.json
+	rm -f docker/wheels/*.whl
