@@ -1,24 +1,75 @@
-# The segstream program: trainer, topic setup and worker all run this image.
-FROM python:3.11-slim
+# The segstream images, built from this repository as it is; no compiler is needed, every
+# dependency installs from a wheel. Two targets:
+#   worker  (the default; docker-compose.yml tags it segstream:latest): the worker and the
+#           Kafka commands (topics, replay, tail, publish, probe), without the training stack
+#   trainer (segstream-trainer:latest): the same plus pyproject.toml's `train` extra
+# Wheels in docker/wheels/ are used first; it is empty in a fresh clone, and pip then takes
+# everything from the package index. CI fills it on the host and builds with PIP_NO_INDEX=1
+# and no network (scripts/compose-test). Only Dockerfile syntax the classic builder knows.
+#
+# The dependencies are installed from pyproject.toml alone, in stages of their own, so a code
+# change only reinstalls segstream itself on top of cached layers.
 
+FROM python:3.11-slim AS deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+ARG PIP_NO_INDEX=0
+COPY docker/wheels/ /wheels/
+WORKDIR /src
+COPY pyproject.toml ./
+# An empty project of the same name pulls in the dependencies; the build backend stays in the
+# virtualenv so that the final stages build segstream without reaching for an index.
+RUN python3 -m venv /opt/segstream \
+    && /opt/segstream/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' >build-requires.txt \
+    && /opt/segstream/bin/pip install --find-links /wheels -r build-requires.txt \
+    && mkdir schemas training stream_app \
+    && touch README.md schemas/__init__.py training/__init__.py stream_app/__init__.py \
+    && /opt/segstream/bin/pip install --find-links /wheels --no-build-isolation . \
+    && /opt/segstream/bin/pip uninstall --yes segstream \
+    && rm -rf /src/*
+
+FROM deps AS deps-train
+# An ARG ends with its stage.
+ARG PIP_NO_INDEX=0
+COPY pyproject.toml ./
+RUN mkdir schemas training stream_app \
+    && touch README.md schemas/__init__.py training/__init__.py stream_app/__init__.py \
+    && /opt/segstream/bin/pip install --find-links /wheels --no-build-isolation '.[train]' \
+    && /opt/segstream/bin/pip uninstall --yes segstream \
+    && rm -rf /src/*
+
+FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/segstream/bin:$PATH \
     SEGSTREAM_DATA_DIR=/var/lib/segstream \
     SEGSTREAM_WEB_HOST=0.0.0.0
-
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY schemas ./schemas
-COPY training ./training
-COPY stream_app ./stream_app
-RUN pip install . \
-    && useradd --system --uid 10001 segstream \
+RUN useradd --system --uid 10001 --home-dir /var/lib/segstream segstream \
     && mkdir -p /models /var/lib/segstream \
     && chown segstream /models /var/lib/segstream
-USER segstream
 
+FROM runtime AS trainer
+COPY --from=deps-train /opt/segstream /opt/segstream
+COPY pyproject.toml README.md /src/
+COPY schemas /src/schemas
+COPY training /src/training
+COPY stream_app /src/stream_app
+RUN pip install --no-deps --no-build-isolation /src && pip check && rm -rf /src
+USER segstream
+RUN segstream --version
+CMD ["segstream", "train", "--help"]
+
+FROM runtime AS worker
+COPY --from=deps /opt/segstream /opt/segstream
+COPY pyproject.toml README.md /src/
+COPY schemas /src/schemas
+COPY training /src/training
+COPY stream_app /src/stream_app
+RUN pip install --no-deps --no-build-isolation /src && pip check && rm -rf /src
+USER segstream
+RUN segstream --version
 EXPOSE 6066
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('SEGSTREAM_WEB_PORT', '6066'), timeout=2)"
+# /ready answers 200 once a valid model is live and the consumer runs.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["segstream", "probe"]
 CMD ["segstream", "worker"]

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-reliability lint typecheck compose-check alerts-check unit integration bench kafka-start kafka-stop clean
+.PHONY: install demo test test-reliability lint typecheck compose-check compose-test alerts-check unit integration bench kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,18 @@ alerts-check:
 	promtool check rules deploy/prometheus/alerts.yml
 	cd deploy/prometheus && promtool test rules alerts.test.yml
 
-# The pytest session starts its own broker with scripts/kafka-local and stops it at the end.
+# The pytest session starts its own broker with scripts/kafka-local and stops it at the end;
+# then the docker-compose stack is built and tested.
 test: install lint typecheck compose-check alerts-check
 	$(BIN)/pytest
+	scripts/compose-test
+
+# Builds the images and runs docker-compose.yml through tests/compose (scaling, a killed
+# worker, down and up again) on the machine's Docker, or on a private daemon it installs with
+# apt, starts and stops (scripts/compose-test). A few minutes; base images and wheels are
+# cached in ~/.cache/segstream between runs.
+compose-test: install
+	scripts/compose-test
 
 unit: install
 	$(BIN)/pytest tests/unit
@@ -68,3 +77,5 @@ kafka-stop:
 
 clean:
 	rm -rf $(VENV) .kafka-local demo-out .pytest_cache .mypy_cache .ruff_cache bench/.venvs
+	rm -rf compose-report.json
+	rm -f docker/wheels/*.whl

@@ -88,6 +88,12 @@ def _describe(exc: BaseException) -> str:
     """One line for any error a command raised."""
     if isinstance(exc, SegstreamError):
         return str(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        # The worker's image has no training libraries (pyproject.toml's `train` extra).
+        return (
+            f"{exc.name} is not installed; train, report and generate need the training "
+            "libraries: pip install 'segstream[train]'"
+        )
     if type(exc).__module__.startswith("aiokafka"):
         from stream_app.kafka_io import kafka_failure
         from stream_app.settings import get_settings
@@ -300,6 +306,23 @@ def score_command(
     console.print(f"scored {total} records from {input_file}")
 
 
+#: The file in SEGSTREAM_DATA_DIR where a worker notes the port its endpoints listen on.
+WEB_PORT_FILE = "web-port"
+
+
+def _with_web_port(settings: Any) -> Any:
+    """Settings with a real web port (a free one for SEGSTREAM_WEB_PORT=0), noted for `probe`."""
+    if settings.web_port == 0:
+        # Several workers sharing one network (docker-compose with host networking) each
+        # need a port of their own; the kernel hands out one that nothing listens on.
+        with socket.socket() as sock:
+            sock.bind((settings.web_host, 0))
+            settings = settings.model_copy(update={"web_port": sock.getsockname()[1]})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / WEB_PORT_FILE).write_text(f"{settings.web_port}\n")
+    return settings
+
+
 @app.command("worker")
 def worker_command() -> None:
     """Run the Faust worker: consume signups, score in batches, emit assignments."""
@@ -310,6 +333,7 @@ def worker_command() -> None:
 
     settings = _settings()
     _check_port_free(settings.web_host, settings.web_port)
+    settings = _with_web_port(settings)
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic]
     # Faust never picks up a source topic that was missing when it subscribed, so the topics
     # must exist first; the worker creates them only when told to, since on a real cluster
@@ -344,6 +368,38 @@ def _check_port_free(host: str, port: int) -> None:
                 f"({(exc.strerror or str(exc)).lower()}); another worker may be using it: give "
                 "each worker on a host its own SEGSTREAM_WEB_PORT"
             ) from None
+
+
+@app.command("probe")
+def probe_command(
+    path: Annotated[str, typer.Argument(help="/ready, /health or /metrics")] = "/ready",
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the answer")] = 3.0,
+) -> None:
+    """Ask the worker on this machine for an endpoint: exit 0 on 200, else 1 (health checks)."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
+    from stream_app.exceptions import WorkerUnavailableError
+
+    settings = _settings()
+    port = settings.web_port
+    if port == 0:
+        port_file = settings.data_dir / WEB_PORT_FILE
+        try:
+            port = int(port_file.read_text())
+        except (OSError, ValueError):
+            raise WorkerUnavailableError(f"no worker has noted its port in {port_file}") from None
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "") else settings.web_host  # noqa: S104
+    url = f"http://{host}:{port}/{path.lstrip('/')}"
+    try:
+        with urlopen(url, timeout=timeout) as response:
+            typer.echo(response.read().decode("utf-8", "replace"))
+    except HTTPError as exc:
+        typer.echo(exc.read().decode("utf-8", "replace"))
+        raise WorkerUnavailableError(f"{url} answered {exc.code}") from None
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WorkerUnavailableError(f"no answer from {url}: {reason}") from None
 
 
 @app.command("replay")

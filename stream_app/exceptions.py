@@ -19,6 +19,7 @@ __all__ = [
     "SchemaViolationError",
     "TombstoneError",
     "UnknownTopicError",
+    "WorkerUnavailableError",
 ]
 
 
@@ -86,3 +87,7 @@ class BrokerTimeoutError(BrokerUnavailableError, TimeoutError):
 
 class UnknownTopicError(SegstreamError, LookupError):
     """A topic that must exist does not, or its name is not a legal Kafka topic name."""
+
+
+class WorkerUnavailableError(SegstreamError, ConnectionError):
+    """A worker's health endpoint does not answer, or answers other than 200."""

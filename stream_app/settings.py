@@ -187,7 +187,12 @@ class Settings(BaseSettings):
         default=False, description="copy age, income and gender into assignments (personal data)"
     )
     web_host: str = Field(default="127.0.0.1", description="address of the health endpoints")
-    web_port: int = Field(default=6066, ge=0, le=65535, description="port of the health endpoints")
+    web_port: int = Field(
+        default=6066,
+        ge=0,
+        le=65535,
+        description="port of the health endpoints; 0: a free one, noted in DATA_DIR/web-port",
+    )
     data_dir: Path = Field(default=Path(".segstream"), description="Faust's local state folder")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="worker log level"

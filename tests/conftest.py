@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,22 +192,20 @@ def worker_factory(
     started: list[WorkerProcess] = []
 
     def start(model_path: Path | None, **extra: str) -> WorkerProcess:
-        port = free_port()
         index = len(started)
         log_path = tmp_path / f"worker-{index}.log"
         handle = log_path.open("wb")
-        env = segstream_env(
-            kafka,
-            names,
-            SEGSTREAM_WEB_PORT=str(port),
-            SEGSTREAM_DATA_DIR=str(tmp_path / f"worker-{index}-data"),
+        settings = {
+            "SEGSTREAM_WEB_PORT": str(free_port()),
+            "SEGSTREAM_DATA_DIR": str(tmp_path / f"worker-{index}-data"),
             **({"SEGSTREAM_MODEL_PATH": str(model_path)} if model_path else {}),
             **extra,
-        )
+        }
+        env = segstream_env(kafka, names, **settings)
         process = subprocess.Popen(
             [str(SEGSTREAM), "worker"], env=env, stdout=handle, stderr=subprocess.STDOUT
         )
-        worker = WorkerProcess(process, port, log_path, handle)
+        worker = WorkerProcess(process, int(settings["SEGSTREAM_WEB_PORT"]), log_path, handle)
         started.append(worker)
         return worker
 
@@ -305,3 +304,56 @@ def wait_for_records(
             return read_topic(bootstrap, topic)
         time.sleep(1)
     return records
+
+
+def signup_ids(path: Path) -> tuple[set[str], int]:
+    """The event ids of the valid signups in a JSONL file, and the number of invalid lines.
+
+    Generated broken signups are not JSON objects or carry the customer_id "bad".
+    """
+    valid: set[str] = set()
+    invalid = 0
+    for line in path.read_bytes().splitlines():
+        try:
+            body = json.loads(line)
+        except ValueError:
+            invalid += 1
+            continue
+        if isinstance(body, dict) and body.get("customer_id", "bad") != "bad":
+            valid.add(body["event_id"])
+        else:
+            invalid += 1
+    return valid, invalid
+
+
+def delivery_figures(
+    assignments: list[TopicRecord], letters: list[TopicRecord], valid: set[str], invalid: int
+) -> dict[str, int]:
+    """Events in, assigned and dead-lettered (each once), extra copies, and events never out."""
+    seen = Counter(r.json()["source_event_id"] for r in assignments)
+    origins = Counter((r.json()["source_partition"], r.json()["source_offset"]) for r in letters)
+    return {
+        "in": len(valid) + invalid,
+        "assigned": len(seen),
+        "dead_lettered": len(origins),
+        "duplicates": sum(n - 1 for n in seen.values()) + sum(n - 1 for n in origins.values()),
+        "missing": len(valid - set(seen)) + (invalid - len(origins)),
+    }
+
+
+def write_figures(
+    reporter: pytest.TerminalReporter,
+    title: str,
+    columns: list[str],
+    rows: list[dict[str, object]],
+    path: Path,
+) -> None:
+    """Print rows of figures as a table at the end of a run (a row's note last); save as JSON."""
+    if not rows:
+        return
+    reporter.section(title)
+    reporter.write_line("  ".join(f"{c:>14}" for c in columns))
+    for row in rows:
+        cells = "  ".join(f"{row.get(c, '')!s:>14}" for c in columns)
+        reporter.write_line(cells + (f"  {row['note']}" if "note" in row else ""))
+    path.write_text(json.dumps(rows, indent=2) + "\n")

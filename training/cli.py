@@ -203,6 +203,10 @@ def train_command(
     publish: Annotated[
         bool, typer.Option(help="publish the model live to the model topic (see segstream publish)")
     ] = False,
+    unless_live: Annotated[
+        bool,
+        typer.Option(help="with --publish: do nothing when the model topic has a live model"),
+    ] = False,
 ) -> None:
     """Fit K-Means on a customer table and save a versioned, named model with its report."""
     from training.data import load_customers, parse_column_overrides
@@ -210,6 +214,10 @@ def train_command(
     from training.naming import load_catalogue
     from training.store import load_manifest, save_model
 
+    if unless_live and not publish:
+        raise DataError("--unless-live only goes with --publish")
+    if unless_live and _already_live(name):
+        return
     if income_unit not in (None, "dollars", "thousands"):
         raise DataError(f"--income-unit must be dollars or thousands, not {income_unit!r}")
     _check_outputs(out, version)
@@ -291,6 +299,20 @@ def _check_model_topic() -> None:
     from stream_app.settings import get_settings
 
     asyncio.run(ensure_model_topic(get_settings()))
+
+
+def _already_live(name: str) -> bool:
+    """True, with a line saying so, when the model topic already has a live model of name."""
+    import asyncio
+
+    from stream_app.model_registry import read_registry
+    from stream_app.settings import get_settings
+
+    settings = get_settings()
+    live = asyncio.run(read_registry(settings, name)).live
+    if live is not None:
+        _say(f"{name} {live.version} is live on {settings.model_topic}; nothing trained")
+    return live is not None
 
 
 def _publish(manifest: ModelManifest) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import KAFKA_LOCAL, Broker
+from tests.conftest import KAFKA_LOCAL, Broker, write_figures
 
 REPORT: list[dict[str, object]] = []
 
@@ -33,11 +32,7 @@ def report() -> list[dict[str, object]]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the figures after each fault, and keep them in reliability-report.json."""
-    if not REPORT:
-        return
     columns = ["fault", "guarantee", "in", "assigned", "dead_lettered", "duplicates", "missing"]
-    terminalreporter.section("reliability figures")
-    terminalreporter.write_line("  ".join(f"{c:>14}" for c in columns))
-    for row in REPORT:
-        terminalreporter.write_line("  ".join(f"{row.get(c, '')!s:>14}" for c in columns))
-    Path("reliability-report.json").write_text(json.dumps(REPORT, indent=2) + "\n")
+    write_figures(
+        terminalreporter, "reliability figures", columns, REPORT, Path("reliability-report.json")
+    )

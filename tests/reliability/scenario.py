@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import threading
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +11,10 @@ from tests.conftest import (
     Broker,
     Names,
     WorkerProcess,
+    delivery_figures,
     run_segstream,
     segstream_env,
+    signup_ids,
     wait_for_records,
 )
 from training.generate import generate_signups
@@ -22,22 +22,10 @@ from training.generate import generate_signups
 
 def write_signups(path: Path, n: int, invalid_share: float) -> tuple[set[str], int]:
     """Write n signups; return the valid event ids and the number of invalid ones."""
-    valid: set[str] = set()
-    invalid = 0
     with path.open("wb") as handle:
         for value in generate_signups(n, seed=2024, invalid_share=invalid_share):
             handle.write(value + b"\n")
-    for line in path.read_bytes().splitlines():
-        try:
-            body = json.loads(line)
-        except ValueError:
-            invalid += 1
-            continue
-        if isinstance(body, dict) and body.get("customer_id", "bad") != "bad":
-            valid.add(body["event_id"])
-        else:
-            invalid += 1
-    return valid, invalid
+    return signup_ids(path)
 
 
 @dataclass
@@ -68,18 +56,10 @@ class Scenario:
         bootstrap, names = self.kafka.bootstrap, self.names
         assignments = wait_for_records(bootstrap, names.output_topic, len(self.valid), timeout=240)
         letters = wait_for_records(bootstrap, names.dlq_topic, self.invalid, timeout=60)
-        seen = Counter(r.json()["source_event_id"] for r in assignments)
-        origins = Counter(
-            (r.json()["source_partition"], r.json()["source_offset"]) for r in letters
-        )
         figures: dict[str, object] = {
             "fault": fault,
             "guarantee": guarantee,
-            "in": len(self.valid) + self.invalid,
-            "assigned": len(seen),
-            "dead_lettered": len(origins),
-            "duplicates": sum(n - 1 for n in seen.values()) + sum(n - 1 for n in origins.values()),
-            "missing": len(self.valid - set(seen)) + (self.invalid - len(origins)),
+            **delivery_figures(assignments, letters, self.valid, self.invalid),
         }
         report.append(figures)
         return figures

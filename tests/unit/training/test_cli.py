@@ -81,6 +81,7 @@ def test_train_reports_bad_rows_at_the_end(tmp_path: Path) -> None:
         (["--k", "many"], "--k must be auto or a whole number, not 'many'"),
         (["--k", "0"], "--k must be between 1 and 50, not 0"),
         (["--income-unit", "euros"], "--income-unit must be dollars or thousands, not 'euros'"),
+        (["--unless-live"], "--unless-live only goes with --publish"),
         (
             ["--features", "age,shoe_size"],
             "unknown feature 'shoe_size'; choose from age, annual_income, gender_female",

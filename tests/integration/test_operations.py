@@ -1,0 +1,70 @@
+"""What platform teams rely on when they run workers: topic creation, health probes, first model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stream_app.cli import WEB_PORT_FILE
+from tests.conftest import Broker, Names, WorkerProcess, run_segstream, segstream_env
+
+pytestmark = pytest.mark.integration
+
+
+def test_topics_create_refuses_more_replicas_than_brokers_in_one_line(
+    kafka: Broker, names: Names
+) -> None:
+    env = segstream_env(kafka, names, SEGSTREAM_TOPIC_REPLICATION_FACTOR="2")
+    done = run_segstream(["topics", "create"], env=env)
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"segstream: error: Kafka at {kafka.bootstrap} refused to create")
+    assert "(4 partitions, 2 replicas)" in done.stderr
+
+
+def test_a_worker_on_port_0_serves_on_a_free_port_that_probe_finds(
+    kafka: Broker,
+    names: Names,
+    trained_model: Path,
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "worker-data"
+    settings = {"SEGSTREAM_WEB_PORT": "0", "SEGSTREAM_DATA_DIR": str(data_dir)}
+    worker = worker_factory(trained_model, **settings)
+    env = segstream_env(kafka, names, **settings)
+    deadline = time.monotonic() + 90
+    while (probe := run_segstream(["probe"], env=env)).returncode != 0:
+        assert worker.process.poll() is None, worker.log_tail()
+        assert time.monotonic() < deadline, f"{probe.stderr}\n{worker.log_tail()}"
+        time.sleep(0.5)
+
+    assert json.loads(probe.stdout)["ready"] is True
+    assert int((data_dir / WEB_PORT_FILE).read_text()) > 0
+
+
+def test_train_unless_live_publishes_the_first_model_and_then_leaves_it_alone(
+    kafka: Broker, names: Names, tmp_path: Path
+) -> None:
+    env = segstream_env(kafka, names)
+    customers = tmp_path / "customers.csv"
+    made = run_segstream(["generate", "customers", "--n", "300", "--out", str(customers)])
+    assert made.returncode == 0, made.stderr
+    command = ["train", "--data", str(customers), "--out", str(tmp_path / "models")]
+    command += ["--resamples", "0", "--no-report", "--publish", "--unless-live"]
+
+    first = run_segstream([*command, "--version", "first"], env=env)
+    second = run_segstream([*command, "--version", "second"], env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert "published customer-segments first live" in first.stderr
+    assert "customer-segments first is live" in second.stderr
+    assert second.stdout == "", "nothing is trained, so no model directory is printed"
+    assert not (tmp_path / "models" / "second").exists()
+    listed = run_segstream(["models"], env=env)
+    assert "live: first" in listed.stdout
