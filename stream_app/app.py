@@ -90,7 +90,6 @@ def create_app(settings: Settings) -> SegmentationApp:
         key_serializer="raw",
         topic_disable_leader=True,
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication_factor,
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
