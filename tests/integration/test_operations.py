@@ -1,4 +1,4 @@
-"""What platform teams rely on when they run workers: topic creation, health probes, first model."""
+"""What platform teams rely on when they run workers: health probes and the first model."""
 
 from __future__ import annotations
 
@@ -13,17 +13,6 @@ from stream_app.cli import WEB_PORT_FILE
 from tests.conftest import Broker, Names, WorkerProcess, run_segstream, segstream_env
 
 pytestmark = pytest.mark.integration
-
-
-def test_topics_create_refuses_more_replicas_than_brokers_in_one_line(
-    kafka: Broker, names: Names
-) -> None:
-    env = segstream_env(kafka, names, SEGSTREAM_TOPIC_REPLICATION_FACTOR="2")
-    done = run_segstream(["topics", "create"], env=env)
-    assert done.returncode == 1
-    assert len(done.stderr.splitlines()) == 1, done.stderr
-    assert done.stderr.startswith(f"segstream: error: Kafka at {kafka.bootstrap} refused to create")
-    assert "(4 partitions, 2 replicas)" in done.stderr
 
 
 def test_a_worker_on_port_0_serves_on_a_free_port_that_probe_finds(
