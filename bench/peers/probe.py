@@ -25,13 +25,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 _PROGRESS_EVERY_S = 1.0
 
 
 def _say(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
+
+
+def _wait_connected(consumer: Consumer, topic: str, seconds: float = 30) -> None:
+    """Return once a partition leader answers; a topic made a moment ago may not have one yet."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
+            return
+        except KafkaException:
+            # Not leader, or no metadata yet: both pass once the topic has settled.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def watch(
@@ -52,7 +73,7 @@ def watch(
         }
     )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)  # connected
+    _wait_connected(consumer, topic)
     _say(ready=True)
     keys: set[bytes | None] = set()
     seen = 0
