@@ -76,8 +76,8 @@ def _friendly(command: Callable[P, R]) -> Callable[P, R]:
         except ModuleNotFoundError as exc:
             # The worker's image has no training libraries (pyproject.toml's `train` extra).
             typer.echo(
-                f"segstream: error: {exc.name} is not installed; train, report and generate "
-                "need the training libraries: pip install 'segstream[train]'",
+                f"segstream: error: {exc.name} is not installed (train, report and generate "
+                "need pip install 'segstream[train]')",
                 err=True,
             )
             raise typer.Exit(1) from None
