@@ -37,6 +37,13 @@ RUN mkdir schemas training stream_app \
     && /opt/segstream/bin/pip uninstall --yes segstream \
     && rm -rf /src/*
 
+# segstream's own files, installed on top of the dependencies by the two final stages.
+FROM scratch AS source
+COPY pyproject.toml README.md /src/
+COPY schemas /src/schemas
+COPY training /src/training
+COPY stream_app /src/stream_app
+
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -51,10 +58,7 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/segstream segstream \
 
 FROM runtime AS trainer
 COPY --from=deps-train /opt/segstream /opt/segstream
-COPY pyproject.toml README.md /src/
-COPY schemas /src/schemas
-COPY training /src/training
-COPY stream_app /src/stream_app
+COPY --from=source /src /src
 RUN pip install --no-deps --no-build-isolation /src && pip check && rm -rf /src
 USER segstream
 RUN segstream --version
@@ -62,10 +66,7 @@ CMD ["segstream", "train", "--help"]
 
 FROM runtime AS worker
 COPY --from=deps /opt/segstream /opt/segstream
-COPY pyproject.toml README.md /src/
-COPY schemas /src/schemas
-COPY training /src/training
-COPY stream_app /src/stream_app
+COPY --from=source /src /src
 RUN pip install --no-deps --no-build-isolation /src && pip check && rm -rf /src
 USER segstream
 RUN segstream --version

@@ -91,8 +91,8 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ModuleNotFoundError):
         # The worker's image has no training libraries (pyproject.toml's `train` extra).
         return (
-            f"{exc.name} is not installed; train, report and generate need the training "
-            "libraries: pip install 'segstream[train]'"
+            f"{exc.name} is not installed (train, report and generate need "
+            "pip install 'segstream[train]')"
         )
     if type(exc).__module__.startswith("aiokafka"):
         from stream_app.kafka_io import kafka_failure

@@ -209,15 +209,15 @@ def train_command(
     ] = False,
 ) -> None:
     """Fit K-Means on a customer table and save a versioned, named model with its report."""
+    if unless_live and not publish:
+        raise DataError("--unless-live only goes with --publish")
+    if unless_live and _already_live(name):
+        return
     from training.data import load_customers, parse_column_overrides
     from training.fit import fit_model, parse_features
     from training.naming import load_catalogue
     from training.store import load_manifest, save_model
 
-    if unless_live and not publish:
-        raise DataError("--unless-live only goes with --publish")
-    if unless_live and _already_live(name):
-        return
     if income_unit not in (None, "dollars", "thousands"):
         raise DataError(f"--income-unit must be dollars or thousands, not {income_unit!r}")
     _check_outputs(out, version)

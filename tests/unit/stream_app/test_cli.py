@@ -120,6 +120,6 @@ def test_a_training_command_without_the_training_libraries_names_the_extra(
     monkeypatch.delitem(sys.modules, "training.generate", raising=False)
     code, _, err = _run("generate", "customers", "--out", str(tmp_path / "c.csv"))
     assert code == 1
-    assert err.startswith("segstream: error: pandas is not installed;")
+    assert err.startswith("segstream: error: pandas is not installed (")
     assert "pip install 'segstream[train]'" in err
     assert len(err.splitlines()) == 1
