@@ -99,19 +99,23 @@ class ExactlyOnce:
         self._timeout = timeout
         self._open = False
         self._abandoned: list[Producer] = []
+        self._producer: Producer | None = None
         self._producer = self._started_producer()
 
     def _started_producer(self) -> Producer:
         producer = self._make_producer()
         try:
             # Aborts whatever an earlier producer with this transactional id left open.
-            producer.init_transactions(CALL_TIMEOUT * 3)
+            producer.init_transactions(self._timeout() * 3)
         except KafkaException as exc:
             raise self._failed("initialising transactions", exc) from None
         return producer
 
     def send(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
         """Open a transaction if none is, and produce records into it."""
+        if self._producer is None:
+            # The previous one was abandoned and its successor could not start yet.
+            self._producer = self._started_producer()
         if not self._open:
             self._producer.begin_transaction()
             self._open = True
@@ -119,7 +123,7 @@ class ExactlyOnce:
 
     def commit(self, offsets: list[TopicPartition]) -> None:
         """Commit the open transaction with the offsets under the current group generation."""
-        if not self._open:
+        if not self._open or self._producer is None:
             return
         try:
             # The metadata is read now: if the group moved on since the batch was consumed,
@@ -168,8 +172,11 @@ class ExactlyOnce:
             getattr(call, "__name__", "a transactional call"),
             timeout,
         )
-        self._abandoned.append(self._producer)  # a thread is still inside it
+        if self._producer is not None:
+            self._abandoned.append(self._producer)  # a thread is still inside it
         self._open = False
+        self._producer = None
+        # Started here if the broker answers, else by the next send().
         self._producer = self._started_producer()
         raise TransactionAbortedError("the producer was stuck and has been replaced")
 
@@ -181,7 +188,7 @@ class ExactlyOnce:
 
     def abort(self) -> None:
         """Abort the open transaction; its records stay invisible to read_committed readers."""
-        if not self._open:
+        if not self._open or self._producer is None:
             return
         self._open = False
         try:
@@ -197,11 +204,13 @@ class ExactlyOnce:
     def close(self, timeout: float) -> None:
         """Abort what is open and flush the producer."""
         self.abort()
-        self._producer.flush(timeout)
+        if self._producer is not None:
+            self._producer.flush(timeout)
 
     def poll(self) -> None:
         """Serve the producer's pending callbacks."""
-        self._producer.poll(0)
+        if self._producer is not None:
+            self._producer.poll(0)
 
 
 SegstreamFailure = FatalKafkaError | TransactionAbortedError
