@@ -317,10 +317,16 @@ class DataPlane:
             dead_letter_max_bytes=self._dead_letter_max,
         )
         assert self._delivery is not None
-        self._delivery.send(settings.output_topic, outcome.assignments)
-        if outcome.dead_letters:
-            self._delivery.send(settings.dlq_topic, outcome.dead_letters)
+        # Tracked before it is sent: whatever happens to the send, these records are either
+        # committed with the rest or read again.
         self._pending.add(records, outcome, scorer, candidate)
+        try:
+            self._delivery.send(settings.output_topic, outcome.assignments)
+            if outcome.dead_letters:
+                self._delivery.send(settings.dlq_topic, outcome.dead_letters)
+        except TransactionAbortedError as exc:
+            self._discard(exc)
+            return
         self.metrics.batch_size.observe(len(records))
         self.metrics.batch_seconds.observe(time.perf_counter() - began)
 
@@ -332,14 +338,7 @@ class DataPlane:
         try:
             delivery.commit(pending.offsets())
         except TransactionAbortedError as exc:
-            log.warning(
-                "segstream: discarded %d records in flight, reading them again: %s",
-                pending.count,
-                exc,
-            )
-            self.metrics.aborts.inc()
-            self._rewind()
-            pending.clear()
+            self._discard(exc)
             return
         finally:
             self.status.committing_since = None
@@ -351,6 +350,19 @@ class DataPlane:
             self._count(consumed, outcome, scorer, candidate)
         self.status.last_progress = done
         pending.clear()
+
+    def _discard(self, reason: TransactionAbortedError) -> None:
+        """Drop what is in flight (its transaction is aborted) and read it again."""
+        log.warning(
+            "segstream: discarded %d records in flight, reading them again: %s",
+            self._pending.count,
+            reason,
+        )
+        assert self._delivery is not None
+        self._delivery.abort()
+        self.metrics.aborts.inc()
+        self._rewind()
+        self._pending.clear()
 
     def _rewind(self) -> None:
         """Read an aborted commit's records again, on the partitions still owned."""

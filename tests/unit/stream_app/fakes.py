@@ -60,8 +60,14 @@ class RecordingDelivery:
     committed: list[list[tuple[str, int, int]]] = field(default_factory=list)
     aborted: int = 0
     refuse: bool = False
+    refuse_send: bool = False
 
     def send(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
+        from stream_app.failures import TransactionAbortedError
+
+        if self.refuse_send:
+            self.refuse_send = False
+            raise TransactionAbortedError("the producer could not start")
         self.sent[topic].extend(records)
 
     def commit(self, offsets: list[TopicPartition]) -> None:

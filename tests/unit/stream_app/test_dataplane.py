@@ -60,6 +60,18 @@ def test_an_aborted_commit_reads_its_records_again_and_counts_nothing() -> None:
     assert plane.metrics.aborts._value.get() == 1
 
 
+def test_a_batch_that_cannot_be_sent_is_read_again_with_what_was_in_flight() -> None:
+    plane, delivery = _plane()
+    plane._process(_messages(0, range(10, 15)))  # type: ignore[arg-type]
+    delivery.refuse_send = True
+    plane._process(_messages(1, range(3, 5)))  # type: ignore[arg-type]
+    consumer = plane._consumer
+    assert isinstance(consumer, SeekingConsumer)
+    assert sorted(consumer.seeks) == [(TOPIC, 0, 10), (TOPIC, 1, 3)]
+    assert plane._pending.count == 0, "nothing in flight is left to commit"
+    assert plane.state.consumed == 0
+
+
 def test_a_revocation_commits_the_batch_in_flight_before_the_partitions_go() -> None:
     plane, delivery = _plane()
     plane._process(_messages(0, range(0, 4)))  # type: ignore[arg-type]
