@@ -1,5 +1,12 @@
 """Contracts shared by training and the stream app: events, dead letters, model manifest."""
 
+from schemas.audiences import (
+    PROFILE_UPDATE,
+    CustomerState,
+    ProfileUpdate,
+    SegmentChanged,
+    segment_change_id,
+)
 from schemas.errors import (
     ConfigurationError,
     DataError,
@@ -18,19 +25,24 @@ from schemas.export import export_json_schemas
 from schemas.manifest import BadRowSummary, ModelManifest, ScalerParams, SegmentProfile
 
 __all__ = [
+    "PROFILE_UPDATE",
     "BadRowSummary",
     "ConfigurationError",
     "CustomerSignup",
+    "CustomerState",
     "DataError",
     "DeadLetter",
     "Gender",
     "InvalidEventError",
     "ManifestError",
     "ModelManifest",
+    "ProfileUpdate",
     "ScalerParams",
     "SegmentAssignment",
+    "SegmentChanged",
     "SegmentProfile",
     "SegstreamError",
     "assignment_event_id",
     "export_json_schemas",
+    "segment_change_id",
 ]

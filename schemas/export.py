@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.audiences import CustomerState, ProfileUpdate, SegmentChanged
 from schemas.errors import DataError
 from schemas.events import CustomerSignup, DeadLetter, SegmentAssignment
 from schemas.manifest import ModelManifest
@@ -18,6 +19,9 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "segment-assignment": SegmentAssignment,
     "dead-letter": DeadLetter,
     "model-manifest": ModelManifest,
+    "profile-update": ProfileUpdate,
+    "customer-state": CustomerState,
+    "segment-changed": SegmentChanged,
 }
 
 

@@ -329,17 +329,21 @@ def worker_command() -> None:
     from faust import Worker
 
     from stream_app.app import create_app
-    from stream_app.kafka_io import create_topics, missing_topics
+    from stream_app.kafka_io import create_topics, ensure_state_topics, missing_topics
 
     settings = _settings()
     _check_port_free(settings.web_host, settings.web_port)
     settings = _with_web_port(settings)
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic]
+    if settings.customer_state:
+        names += [settings.state_topic, settings.changes_topic]
     # Faust never picks up a source topic that was missing when it subscribed, so the topics
     # must exist first; the worker creates them only when told to, since on a real cluster
     # topics usually belong to whoever runs it (partitions, replicas, retention).
     if settings.create_topics:
-        asyncio.run(create_topics(settings, names, settings.topic_partitions))
+        asyncio.run(create_topics(settings, names[:3], settings.topic_partitions))
+        if settings.customer_state:
+            asyncio.run(ensure_state_topics(settings))
     else:
         missing = asyncio.run(missing_topics(settings, names))
         if missing:
@@ -382,15 +386,7 @@ def probe_command(
     from stream_app.exceptions import WorkerUnavailableError
 
     settings = _settings()
-    port = settings.web_port
-    if port == 0:
-        port_file = settings.data_dir / WEB_PORT_FILE
-        try:
-            port = int(port_file.read_text())
-        except (OSError, ValueError):
-            raise WorkerUnavailableError(f"no worker has noted its port in {port_file}") from None
-    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "") else settings.web_host  # noqa: S104
-    url = f"http://{host}:{port}/{path.lstrip('/')}"
+    url = f"http://{_local_worker_address(settings)}/{path.lstrip('/')}"
     try:
         with urlopen(url, timeout=timeout) as response:
             typer.echo(response.read().decode("utf-8", "replace"))
@@ -400,6 +396,57 @@ def probe_command(
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise WorkerUnavailableError(f"no answer from {url}: {reason}") from None
+
+
+@app.command("customer")
+def customer_command(
+    customer_id: Annotated[str, typer.Argument(help="the customer's id")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="a worker's web address (default: the worker on this machine)"),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds to wait for the answer")] = 5.0,
+) -> None:
+    """Print a customer's current segment, model version and since when (any worker answers)."""
+    from urllib.error import HTTPError, URLError
+    from urllib.parse import quote
+    from urllib.request import urlopen
+
+    from stream_app.exceptions import CustomerNotFoundError, WorkerUnavailableError
+
+    settings = _settings()
+    base = (url or f"http://{_local_worker_address(settings)}").rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigurationError(f"--url {base}: give an http:// or https:// address")
+    target = f"{base}/customers/{quote(customer_id, safe='')}"
+    try:
+        with urlopen(target, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+            typer.echo(response.read().decode("utf-8", "replace"))
+    except HTTPError as exc:
+        body = exc.read().decode("utf-8", "replace")
+        if exc.code == 404:
+            raise CustomerNotFoundError(
+                f"customer {customer_id!r} is not known to {base}"
+            ) from None
+        raise WorkerUnavailableError(f"{target} answered {exc.code}: {body[:200]}") from None
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WorkerUnavailableError(f"no answer from {target}: {reason}") from None
+
+
+def _local_worker_address(settings: Any) -> str:
+    """host:port of the worker on this machine (its noted port when it picked one)."""
+    from stream_app.exceptions import WorkerUnavailableError
+
+    port = settings.web_port
+    if port == 0:
+        port_file = settings.data_dir / WEB_PORT_FILE
+        try:
+            port = int(port_file.read_text())
+        except (OSError, ValueError):
+            raise WorkerUnavailableError(f"no worker has noted its port in {port_file}") from None
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "") else settings.web_host  # noqa: S104
+    return f"{host}:{port}"
 
 
 @app.command("replay")
@@ -578,12 +625,15 @@ def sign_command(
 def topics_create_command(
     partitions: Annotated[int | None, typer.Option(min=1, help="default: topic_partitions")] = None,
 ) -> None:
-    """Create the input, output and dead-letter topics if they are missing."""
-    from stream_app.kafka_io import create_topics
+    """Create the input, output, dead-letter, state and segment-change topics if missing."""
+    from stream_app.kafka_io import create_topics, ensure_state_topics
 
     settings = _settings()
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic]
     created = asyncio.run(create_topics(settings, names, partitions or settings.topic_partitions))
+    if settings.customer_state:
+        names += [settings.state_topic, settings.changes_topic]
+        created += asyncio.run(ensure_state_topics(settings))
     for name in names:
         typer.echo(f"{name}: {'created' if name in created else 'exists'}")
 

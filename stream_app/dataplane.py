@@ -26,6 +26,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,9 @@ from confluent_kafka.admin._config import ConfigResource  # not re-exported for 
 from confluent_kafka.admin._resource import ResourceType
 from mode import Service
 
+from stream_app.audiences import Audiences, StateOutcome
 from stream_app.delivery import CALL_TIMEOUT, AtLeastOnce, Delivery, ExactlyOnce
+from stream_app.exceptions import UnknownCustomerError
 from stream_app.failures import (
     FatalKafkaError,
     TransactionAbortedError,
@@ -44,7 +47,7 @@ from stream_app.failures import (
     kafka_error,
 )
 from stream_app.metrics import WorkerMetrics
-from stream_app.pipeline import BatchOutcome, SourceRecord, process_records
+from stream_app.pipeline import BatchOutcome, SourceRecord, dead_letter, process_records
 from stream_app.scorer import Scorer
 from stream_app.settings import Settings
 from stream_app.shadow import compare
@@ -72,6 +75,10 @@ class PlaneStatus:
     last_progress: float = field(default_factory=time.monotonic)
     last_error: str | None = None
     partitions: list[str] = field(default_factory=list)
+    #: Re-segmentation for the live model: its version and the partitions still to do.
+    resegment: dict[str, object] | None = None
+    #: What the shadow candidate would change in the customers in state.
+    shadow_state: dict[str, object] | None = None
 
     def snapshot(self) -> dict[str, object]:
         """What /health shows of the data plane."""
@@ -80,6 +87,8 @@ class PlaneStatus:
             "broker_up": self.broker_up,
             "partitions": sorted(self.partitions),
             "backlog": self.backlog,
+            "resegment": self.resegment,
+            "shadow_state": self.shadow_state,
         }
 
     def problem(self, stall_seconds: float, now: float | None = None) -> str | None:
@@ -112,6 +121,17 @@ class _Pending:
     batches: list[tuple[int, BatchOutcome, Scorer, Scorer | None]] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
     count: int = 0
+    state: list[StateOutcome] = field(default_factory=list)
+    state_writes: int = 0
+
+    @property
+    def busy(self) -> bool:
+        """Whether anything awaits a commit: consumed records or state writes."""
+        return bool(self.count or self.state_writes)
+
+    def add_state(self, outcome: StateOutcome) -> None:
+        self.state.append(outcome)
+        self.state_writes += len(outcome.changelog)
 
     def add(
         self,
@@ -134,6 +154,7 @@ class _Pending:
 
     def clear(self) -> None:
         self.first, self.next, self.batches, self.stamps, self.count = {}, {}, [], [], 0
+        self.state, self.state_writes = [], 0
 
 
 def worker_id(settings: Settings) -> str:
@@ -172,6 +193,23 @@ class DataPlane:
         self._dead_letter_max = settings.dead_letter_max_bytes
         self._consumer: Consumer | None = None
         self._delivery: Delivery | None = None
+        self.audiences: Audiences | None = None
+        if settings.customer_state:
+            self.audiences = Audiences(
+                settings.data_dir / "state",
+                settings.input_topic,
+                settings.state_topic,
+                metrics.audiences,
+                self._state_reader_config(),
+            )
+        # Re-segmentation: the model version it is for, and per owned partition the key
+        # after which the scan goes on; the shadow candidate's count works the same way.
+        self._rescan_version: str | None = None
+        self._rescan: dict[int, bytes] = {}
+        self._shadow_version: str | None = None
+        self._shadow_scan: dict[int, bytes] = {}
+        self._shadow_seen = 0
+        self._shadow_moved = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -240,7 +278,7 @@ class DataPlane:
             )
             try:
                 self._loop(consumer)
-                if self._pending.count:
+                if self._pending.busy:
                     self._commit()  # the batch in flight is delivered, or aborted at the deadline
             except KafkaException as exc:
                 # A client found unusable says little ("Local: Fatal error"); the reason it
@@ -253,6 +291,8 @@ class DataPlane:
                 ) from None
         finally:
             self.status.running = False
+            if self.audiences is not None:
+                self.audiences.close_all(clean=not self._pending.busy)
             if delivery is not None:
                 try:
                     delivery.close(self._call_timeout())
@@ -270,10 +310,14 @@ class DataPlane:
                 raise self._fatal
             now = time.monotonic()
             if messages:
-                if not self._pending.count:
+                if not self._pending.busy:
                     self._commit_due = now + interval
                 self._process(messages)
-            if self._pending.count and now >= self._commit_due:
+            if self.audiences is not None and self.status.running:
+                if not self._pending.busy:
+                    self._commit_due = now + interval
+                self._rescan_step()
+            if self._pending.busy and now >= self._commit_due:
                 self._commit()
             if now >= self._next_observe:
                 self._observe(consumer, now)
@@ -315,7 +359,9 @@ class DataPlane:
             max_event_bytes=settings.max_event_bytes,
             echo_customer=settings.echo_customer,
             dead_letter_max_bytes=self._dead_letter_max,
+            keep_state=self.audiences is not None,
         )
+        state = self._apply_state(outcome, scorer)
         assert self._delivery is not None
         # Tracked before it is sent: whatever happens to the send, these records are either
         # committed with the rest or read again.
@@ -324,11 +370,109 @@ class DataPlane:
             self._delivery.send(settings.output_topic, outcome.assignments)
             if outcome.dead_letters:
                 self._delivery.send(settings.dlq_topic, outcome.dead_letters)
+            if state is not None:
+                self._send_state(state)
         except TransactionAbortedError as exc:
             self._discard(exc)
             return
         self.metrics.batch_size.observe(len(records))
         self.metrics.batch_seconds.observe(time.perf_counter() - began)
+
+    def _apply_state(self, outcome: BatchOutcome, scorer: Scorer) -> StateOutcome | None:
+        """Move the batch's customers to their new states; dead-letter updates for strangers."""
+        if self.audiences is None or not outcome.events:
+            return None
+        state = self.audiences.apply(outcome.events, outcome.labels, scorer)
+        if state.unknown:
+            now = datetime.now(UTC)
+            for position in state.unknown:
+                record, event = outcome.events[position]
+                error = UnknownCustomerError(
+                    f"profile update for customer {event.customer_id!r}, who has no state on "
+                    "this worker; an update that starts a customer gives age and annual_income"
+                )
+                outcome.dead_letters.append(
+                    dead_letter(record, error, self.settings.app_id, now, self._dead_letter_max)
+                )
+            outcome.reason_counts[UnknownCustomerError.reason] = outcome.reason_counts.get(
+                UnknownCustomerError.reason, 0
+            ) + len(state.unknown)
+        return state
+
+    def _send_state(self, state: StateOutcome) -> None:
+        assert self._delivery is not None
+        self._pending.add_state(state)
+        if state.changelog:
+            self._delivery.send(self.settings.state_topic, state.changelog)
+        if state.changes:
+            self._delivery.send(self.settings.changes_topic, state.changes)
+
+    def _rescan_step(self) -> None:
+        """Re-score a slice of the customers in state not yet scored by the live model."""
+        audiences, scorer = self.audiences, self.state.scorer
+        if audiences is None or scorer is None:
+            return
+        version = scorer.manifest.version
+        if version != self._rescan_version:
+            self._rescan_version = version
+            self._rescan = dict.fromkeys(audiences.owned(), b"")
+        if self._rescan:
+            partition, after = next(iter(self._rescan.items()))
+            state, following = audiences.rescore(
+                partition, after, self.settings.resegment_batch_size, scorer, datetime.now(UTC)
+            )
+            if following is None:
+                del self._rescan[partition]
+            else:
+                self._rescan[partition] = following
+            if state.changelog:
+                try:
+                    self._send_state(state)
+                except TransactionAbortedError as exc:
+                    self._discard(exc)
+            self._show_rescan()
+            return
+        self._shadow_step(audiences)
+
+    def _shadow_step(self, audiences: Audiences) -> None:
+        """Count how many customers in state the shadow candidate would move."""
+        candidate = self.state.candidate
+        if candidate is None:
+            self._shadow_version = None
+            self.status.shadow_state = None
+            return
+        version = candidate.manifest.version
+        if version != self._shadow_version:
+            self._shadow_version = version
+            self._shadow_scan = dict.fromkeys(audiences.owned(), b"")
+            self._shadow_seen = self._shadow_moved = 0
+        if self._shadow_scan:
+            partition, after = next(iter(self._shadow_scan.items()))
+            seen, moved, following = audiences.would_change(
+                partition, after, self.settings.resegment_batch_size, candidate
+            )
+            self._shadow_seen += seen
+            self._shadow_moved += moved
+            if following is None:
+                del self._shadow_scan[partition]
+            else:
+                self._shadow_scan[partition] = following
+        self.status.shadow_state = {
+            "candidate": version,
+            "customers_compared": self._shadow_seen,
+            "would_change": self._shadow_moved,
+            "complete": not self._shadow_scan,
+        }
+
+    def _show_rescan(self) -> None:
+        assert self.audiences is not None
+        remaining = sorted(self._rescan)
+        self.audiences.metrics.resegment_remaining.set(len(remaining))
+        self.status.resegment = {
+            "model_version": self._rescan_version,
+            "partitions_remaining": [f"{self.settings.input_topic}[{p}]" for p in remaining],
+            "complete": not remaining,
+        }
 
     def _commit(self) -> None:
         pending, delivery = self._pending, self._delivery
@@ -342,6 +486,16 @@ class DataPlane:
             return
         finally:
             self.status.committing_since = None
+        if self.audiences is not None:
+            self.audiences.commit()
+            metrics = self.audiences.metrics
+            for state in pending.state:
+                for reason, n in state.change_counts.items():
+                    metrics.changes.labels(reason).inc(n)
+                if state.stale:
+                    metrics.stale_updates.inc(state.stale)
+                if state.rescored:
+                    metrics.rescored.inc(state.rescored)
         done = time.monotonic()
         self.metrics.commit_seconds.observe(done - began)
         stamps = np.asarray(pending.stamps, dtype=np.float64)
@@ -362,7 +516,17 @@ class DataPlane:
         self._delivery.abort()
         self.metrics.aborts.inc()
         self._rewind()
+        self._forget_state_writes()
         self._pending.clear()
+
+    def _forget_state_writes(self) -> None:
+        """An aborted commit's state writes never happened: drop them, scan again."""
+        if self.audiences is None:
+            return
+        self.audiences.discard()
+        if self._pending.state_writes:
+            # Customers scored in the aborted commit still carry the old version.
+            self._rescan_version = None
 
     def _rewind(self) -> None:
         """Read an aborted commit's records again, on the partitions still owned."""
@@ -397,21 +561,36 @@ class DataPlane:
     # -- librdkafka's callbacks (all on this thread, inside consume()) ------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("segstream: assigned %s", _names(partitions))
+        if self.audiences is not None:
+            # Consuming starts once the partition's customers are all in its store.
+            for tp in partitions:
+                self.audiences.open(tp.partition, self.settings.restore_timeout_s)
+                self._rescan[tp.partition] = b""
+                self._shadow_scan[tp.partition] = b""
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
         self._show_partitions()
-        log.info("segstream: assigned %s", _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Still the owner: finish the open commit now, or abort it; nothing crosses over.
-        if self._pending.count:
+        if self._pending.busy:
             self._commit()
+        self._close_state(partitions, clean=True)
         self._forget(partitions)
         log.info("segstream: revoked %s", _names(partitions))
+
+    def _close_state(self, partitions: list[TopicPartition], clean: bool) -> None:
+        if self.audiences is None:
+            return
+        for tp in partitions:
+            self.audiences.close(tp.partition, clean)
+            self._rescan.pop(tp.partition, None)
+            self._shadow_scan.pop(tp.partition, None)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The group moved on without this worker (it stalled, or lost the coordinator): its
         # commit would be refused, so the batch in flight is dropped for the new owner to redo.
-        if self._pending.count:
+        if self._pending.busy:
             log.warning(
                 "segstream: lost %s; discarding %d records in flight",
                 _names(partitions),
@@ -420,7 +599,9 @@ class DataPlane:
             assert self._delivery is not None
             self._delivery.abort()
             self.metrics.aborts.inc()
+            self._forget_state_writes()
             self._pending.clear()
+        self._close_state(partitions, clean=False)
         self._forget(partitions)
 
     def _show_partitions(self) -> None:
@@ -487,11 +668,25 @@ class DataPlane:
             "logger": logging.getLogger("librdkafka"),
         }
 
+    def _state_reader_config(self) -> dict[str, Any]:
+        """A consumer without a group that replays the state topic into local stores."""
+        return {
+            **self.settings.librdkafka_options(),
+            "group.id": f"{self.settings.app_id}.state-restore",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "logger": logging.getLogger("librdkafka"),
+        }
+
     def _consumer_config(self) -> dict[str, Any]:
         settings = self.settings
         return {
             **self._common_config(),
             "group.id": settings.app_id,
+            # Lookups find the worker that owns a customer through the group's members.
+            "client.id": member_client_id(worker_id(settings), settings.web_url()),
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -560,6 +755,15 @@ def _count_shadow(
     for pair, n in pairs.items():
         live_id, candidate_id = pair.split("->")
         metrics.shadow_disagreements.labels(live_id, candidate_id).inc(n)
+
+
+#: Prefix of the client.id of a worker's consumer; the rest is its worker id and web URL.
+MEMBER_PREFIX = "segstream|"
+
+
+def member_client_id(worker: str, url: str) -> str:
+    """The client.id a worker's consumer joins the group with: how peers reach its views."""
+    return f"{MEMBER_PREFIX}{worker}|{url}"
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -7,7 +7,7 @@ import unicodedata
 
 from pydantic import ValidationError
 
-from schemas import CustomerSignup, InvalidEventError
+from schemas import PROFILE_UPDATE, CustomerSignup, InvalidEventError, ProfileUpdate
 from schemas.events import GENDER_REQUIRED, UNRECOGNISED_GENDER
 from stream_app.exceptions import (
     KeyMismatchError,
@@ -19,7 +19,12 @@ from stream_app.exceptions import (
     TombstoneError,
 )
 
-__all__ = ["UnrecognisedGenders", "decode_signup", "unrecognised_genders"]
+__all__ = [
+    "UnrecognisedGenders",
+    "decode_event",
+    "decode_signup",
+    "unrecognised_genders",
+]
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +147,30 @@ def decode_signup(
     if isinstance(spelling, str):
         _UNRECOGNISED.note(spelling)
     return signup
+
+
+_KIND_MARK = PROFILE_UPDATE.encode()
+
+
+def decode_event(
+    key: bytes | None, value: bytes | None, max_bytes: int, *, gender_required: bool = False
+) -> CustomerSignup | ProfileUpdate:
+    """A signup, or a profile update when the value's `kind` is `profile_update`.
+
+    Signups stay the cheap common case: only a value that mentions `profile_update` at all
+    is tried as an update first; one whose `kind` turns out to be something else is a signup.
+    """
+    if value is None or len(value) > max_bytes or _KIND_MARK not in value:
+        return decode_signup(key, value, max_bytes, gender_required=gender_required)
+    try:
+        update = ProfileUpdate.model_validate_json(value)
+    except ValidationError as exc:
+        if any(item["loc"] == ("kind",) for item in exc.errors(include_url=False)):
+            return decode_signup(key, value, max_bytes, gender_required=gender_required)
+        raise _classify(value, exc) from None
+    if key is not None and not _same_customer(key, update.customer_id):
+        shown = key[:64].decode("utf-8", "backslashreplace")
+        raise KeyMismatchError(
+            f"record key {shown!r} differs from customer_id {update.customer_id!r}"
+        )
+    return update

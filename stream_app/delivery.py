@@ -65,15 +65,15 @@ class Delivery(Protocol):
 def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord]) -> None:
     """Produce records, waiting for room when librdkafka's local queue is full."""
     produce = producer.produce
-    for key, value, headers in records:
+    for key, value, headers, partition in records:
         try:
-            produce(topic, value, key, headers=headers)
+            produce(topic, value, key, partition, headers=headers)
         except BufferError:
             # The queue drains as the broker acknowledges; serve callbacks meanwhile.
             while True:
                 producer.poll(0.05)
                 try:
-                    produce(topic, value, key, headers=headers)
+                    produce(topic, value, key, partition, headers=headers)
                     break
                 except BufferError:
                     continue

@@ -65,6 +65,18 @@ class KeyMismatchError(InvalidEventError):
     reason = "key_mismatch"
 
 
+class UnknownCustomerError(InvalidEventError, LookupError):
+    """A profile update for a customer never seen, without age and income to start from."""
+
+    reason = "unknown_customer"
+
+
+class StateDisabledError(InvalidEventError):
+    """A profile update reached a worker that keeps no customer state."""
+
+    reason = "state_disabled"
+
+
 class ModelNotReadyError(SegstreamError, RuntimeError):
     """No valid model is loaded yet."""
 
@@ -91,3 +103,7 @@ class UnknownTopicError(SegstreamError, LookupError):
 
 class WorkerUnavailableError(SegstreamError, ConnectionError):
     """A worker's health endpoint does not answer, or answers other than 200."""
+
+
+class CustomerNotFoundError(SegstreamError, LookupError):
+    """No worker holds state for the customer asked about."""

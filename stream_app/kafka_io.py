@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
 
-from schemas import DataError, SegstreamError
+from schemas import ConfigurationError, DataError, SegstreamError
 from stream_app.exceptions import (
     BrokerAuthenticationError,
     BrokerAuthorizationError,
@@ -300,6 +300,37 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec]) -> list[str]
 async def create_topics(settings: Settings, names: list[str], partitions: int) -> list[str]:
     """Create the named topics if missing; return the ones created."""
     return await ensure_topics(settings, [TopicSpec(name, partitions) for name in names])
+
+
+#: Topic configs of a compacted topic that keeps the latest value per key.
+COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+
+
+async def ensure_state_topics(settings: Settings) -> list[str]:
+    """Create the segment-changes topic and the state topic, the latter compacted and with as
+    many partitions as the input (partition p holds the state of input partition p);
+    ConfigurationError when an existing state topic has another count."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    async with started(admin, settings):
+        partitions = len(await _topic_partitions(settings, admin._client, settings.input_topic))
+    created = await ensure_topics(
+        settings,
+        [
+            TopicSpec(settings.state_topic, partitions, COMPACTED),
+            TopicSpec(settings.changes_topic, settings.topic_partitions),
+        ],
+    )
+    if settings.state_topic in created:
+        return created
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    async with started(admin, settings):
+        state = len(await _topic_partitions(settings, admin._client, settings.state_topic))
+    if state != partitions:
+        raise ConfigurationError(
+            f"{settings.state_topic} has {state} partitions and {settings.input_topic} "
+            f"{partitions}: the state topic needs one partition per input partition"
+        )
+    return created
 
 
 async def missing_topics(settings: Settings, names: list[str]) -> list[str]:

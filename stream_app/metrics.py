@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from stream_app.decoding import unrecognised_genders
 
-__all__ = ["BulkHistogram", "WorkerMetrics", "metrics_table"]
+__all__ = ["AudienceMetrics", "BulkHistogram", "WorkerMetrics", "metrics_table"]
 
 # Every counter would also export a `_created` series (its start time): twice the series for
 # nothing an alert or a dashboard here uses. Process-wide, like prometheus_client's setting.
@@ -83,6 +83,49 @@ class _UnrecognisedGenderCollector(Collector):
             "segstream_unrecognised_gender",
             "Signups whose gender spelling was not recognised and was read as unknown",
             value=unrecognised_genders().count,
+        )
+
+
+class AudienceMetrics:
+    """The audience figures, in the worker's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.changes = Counter(
+            "segstream_segment_changes",
+            "SegmentChanged events committed, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.stale_updates = Counter(
+            "segstream_stale_updates",
+            "Profile updates (and signups) older than the customer's state, ignored",
+            registry=registry,
+        )
+        self.rescored = Counter(
+            "segstream_customers_rescored",
+            "Customers re-scored because a new model went live",
+            registry=registry,
+        )
+        self.resegment_remaining = Gauge(
+            "segstream_resegment_partitions_remaining",
+            "Owned partitions whose customers are not all scored by the live model yet",
+            registry=registry,
+        )
+        self.customers = Gauge(
+            "segstream_customers_in_state",
+            "Customers in the owned partitions' local stores (RocksDB's estimate)",
+            registry=registry,
+        )
+        self.restore_seconds = Histogram(
+            "segstream_state_restore_seconds",
+            "Time to bring one partition's store up to date from the state topic",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        self.restored = Counter(
+            "segstream_state_restored_records",
+            "State-topic records replayed into local stores",
+            registry=registry,
         )
 
 
@@ -184,6 +227,7 @@ class WorkerMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+        self.audiences = AudienceMetrics(self.registry)
         self.registry.register(_UnrecognisedGenderCollector())
 
 
@@ -199,7 +243,7 @@ def metrics_table() -> str:
     # An info metric's labels exist once it holds a value; the worker sets these two.
     metrics.model.info({"name": "", "version": ""})
     labels: dict[str, list[str]] = {}
-    for value in vars(metrics).values():
+    for value in [*vars(metrics).values(), *vars(metrics.audiences).values()]:
         # prometheus_client keeps a metric's label names only in this attribute.
         names = getattr(value, "_labelnames", None)
         if names is not None:

@@ -21,9 +21,11 @@ from schemas import (
     DeadLetter,
     InvalidEventError,
     ModelManifest,
+    ProfileUpdate,
     assignment_event_id,
 )
-from stream_app.decoding import decode_signup
+from stream_app.decoding import decode_event
+from stream_app.exceptions import StateDisabledError
 from stream_app.scorer import Scorer, feature_matrix
 
 __all__ = ["BatchOutcome", "OutgoingRecord", "SourceRecord", "dead_letter", "process_records"]
@@ -45,11 +47,13 @@ Headers = list[tuple[str, str | bytes | None]]
 
 
 class OutgoingRecord(NamedTuple):
-    """A record to produce: key, value and headers (a batch's records may share one list)."""
+    """A record to produce: key, value and headers (a batch's records may share one list);
+    partition -1 leaves the choice to the producer's partitioner."""
 
     key: bytes | None
     value: bytes
     headers: Headers
+    partition: int = -1
 
 
 @dataclass
@@ -63,6 +67,8 @@ class BatchOutcome:
     #: The valid signups and their live labels, so shadow scoring need not decode again.
     signups: list[CustomerSignup] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    #: Every valid event (signups and profile updates) with its record, in input order.
+    events: list[tuple[SourceRecord, CustomerSignup | ProfileUpdate]] = field(default_factory=list)
 
 
 def _as_text(raw: bytes | None) -> tuple[str | None, str]:
@@ -172,20 +178,33 @@ def process_records(
     echo_customer: bool = False,
     now: datetime | None = None,
     dead_letter_max_bytes: int = 1_000_000,
+    keep_state: bool = False,
 ) -> BatchOutcome:
-    """Decode, validate and score a batch; invalid records become dead letters."""
+    """Decode, validate and score a batch; invalid records become dead letters.
+
+    With keep_state, profile updates are valid events too, and every valid event is kept in
+    `events` for the customer state (stream_app.audiences); without, they are dead letters.
+    """
     now = now or datetime.now(UTC)
     outcome = BatchOutcome()
     # A model that scores by gender cannot take an unrecognised spelling as unknown.
     gender_required = "gender_female" in scorer.manifest.features
     signups: list[CustomerSignup] = []
+    events = outcome.events
     for record in records:
         try:
-            signups.append(
-                decode_signup(
-                    record.key, record.value, max_event_bytes, gender_required=gender_required
-                )
+            event = decode_event(
+                record.key, record.value, max_event_bytes, gender_required=gender_required
             )
+            if type(event) is CustomerSignup:
+                signups.append(event)
+            elif not keep_state:
+                raise StateDisabledError(
+                    "a profile update, but this worker keeps no customer state "
+                    "(SEGSTREAM_CUSTOMER_STATE=false)"
+                )
+            if keep_state:
+                events.append((record, event))
         except InvalidEventError as exc:
             outcome.dead_letters.append(
                 dead_letter(record, exc, consumer_group, now, dead_letter_max_bytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Mapping
 from functools import lru_cache
@@ -106,6 +107,13 @@ class Settings(BaseSettings):
     input_topic: str = Field(default="customer-signups", description="signup events in")
     output_topic: str = Field(default="customer-segments", description="assignments out")
     dlq_topic: str = Field(default="customer-signups.dlq", description="dead letters out")
+    state_topic: str = Field(
+        default="customer-segments.current",
+        description="compacted topic of each customer's current segment (key customer_id)",
+    )
+    changes_topic: str = Field(
+        default="customer-segment-changes", description="SegmentChanged events out"
+    )
     model_topic: str = Field(
         default="segmentation-models", description="compacted topic of published manifests"
     )
@@ -171,6 +179,30 @@ class Settings(BaseSettings):
     worker_id: str | None = Field(
         default=None,
         description=("names this worker's transactional producer; default: an id kept in data_dir"),
+    )
+    customer_state: bool = Field(
+        default=True,
+        description=(
+            "keep each customer's segment (RocksDB in data_dir + the state topic), accept "
+            "profile updates and emit segment changes"
+        ),
+    )
+    resegment_batch_size: int = Field(
+        default=5000,
+        ge=1,
+        description="most customers re-scored between two batches when a new model goes live",
+    )
+    restore_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="longest a partition's state may take to restore before the worker gives up",
+    )
+    advertised_url: str | None = Field(
+        default=None,
+        description=(
+            "URL other workers reach this worker's web port at, for customer lookups; "
+            "default http://<web host or host name>:<web port>"
+        ),
     )
     session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="consumer group session timeout"
@@ -296,6 +328,15 @@ class Settings(BaseSettings):
             if path is not None and not path.is_file():
                 raise ValueError(f"{_variable(name)}: no such file {path}")
         return self
+
+    def web_url(self) -> str:
+        """Where other workers reach this worker's web views (customer lookups)."""
+        if self.advertised_url:
+            return self.advertised_url.rstrip("/")
+        host = self.web_host
+        if host in ("", "0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+            host = socket.gethostname()
+        return f"http://{host}:{self.web_port}"
 
     @property
     def batch_window(self) -> float:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream_app.lookup import Lookup
+
 if TYPE_CHECKING:
     from stream_app.app import SegmentationApp
 
@@ -14,7 +16,7 @@ __all__ = ["register_views"]
 
 
 def register_views(segmentation: SegmentationApp) -> None:
-    """Serve /health, /ready and /metrics on the worker's web port."""
+    """Serve /health, /ready, /metrics and /customers/{id} on the worker's web port."""
     app, state, metrics = segmentation.app, segmentation.state, segmentation.metrics
     plane, settings = segmentation.plane, segmentation.settings
 
@@ -52,3 +54,13 @@ def register_views(segmentation: SegmentationApp) -> None:
         async def get(self, request: Request) -> Response:
             body = generate_latest(metrics.registry)
             return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    lookup = Lookup(settings, plane.audiences)
+
+    @app.page("/customers/{customer_id}")
+    class Customer(View):
+        """A customer's current segment, model version and since when; 404 when unknown."""
+
+        async def get(self, request: Request, customer_id: str) -> Response:
+            status, body = await lookup.find(customer_id, route=not request.query.get("local"))
+            return self.json(body, status=status)

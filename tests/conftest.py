@@ -90,6 +90,8 @@ class Names:
     dlq_topic: str
     model_topic: str
     app_id: str
+    state_topic: str = ""
+    changes_topic: str = ""
 
 
 @pytest.fixture
@@ -102,6 +104,8 @@ def names() -> Names:
         dlq_topic=f"signups-{uid}.dlq",
         model_topic=f"models-{uid}",
         app_id=f"segstream-test-{uid}",
+        state_topic=f"segments-{uid}.current",
+        changes_topic=f"segment-changes-{uid}",
     )
 
 
@@ -115,6 +119,8 @@ def segstream_env(kafka: Broker, names: Names, **extra: str) -> dict[str, str]:
         SEGSTREAM_DLQ_TOPIC=names.dlq_topic,
         SEGSTREAM_MODEL_TOPIC=names.model_topic,
         SEGSTREAM_APP_ID=names.app_id,
+        SEGSTREAM_STATE_TOPIC=names.state_topic or f"{names.output_topic}.current",
+        SEGSTREAM_CHANGES_TOPIC=names.changes_topic or f"{names.output_topic}.changes",
         # Tests give every worker fresh topics; on a real cluster topics are created beforehand.
         SEGSTREAM_CREATE_TOPICS="true",
     )

@@ -134,15 +134,20 @@ def test_assignment_ids_are_the_standard_uuid5(source_event_id: str, model_versi
     assert assignment_event_id(source_event_id, model_version) == str(expected)
 
 
-def test_all_four_json_schemas_are_exported(tmp_path: Path) -> None:
+def test_every_contract_json_schema_is_exported(tmp_path: Path) -> None:
     written = export_json_schemas(tmp_path)
     names = sorted(p.name for p in written)
     assert names == [
         "customer-signup.schema.json",
+        "customer-state.schema.json",
         "dead-letter.schema.json",
         "model-manifest.schema.json",
+        "profile-update.schema.json",
         "segment-assignment.schema.json",
+        "segment-changed.schema.json",
     ]
+    update_schema = json.loads((tmp_path / "profile-update.schema.json").read_text())
+    assert set(update_schema["required"]) == {"kind", "event_id", "customer_id", "updated_at"}
     signup_schema = json.loads((tmp_path / "customer-signup.schema.json").read_text())
     assert signup_schema["properties"]["age"]["maximum"] == 120
     assert set(signup_schema["required"]) >= {"event_id", "customer_id", "age", "annual_income"}

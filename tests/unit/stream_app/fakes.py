@@ -6,9 +6,13 @@ tests/reliability; these only let the data plane's bookkeeping be tested alone.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
@@ -100,9 +104,25 @@ class SeekingConsumer:
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
 
-def plane_with_fakes(settings: Settings) -> tuple[DataPlane, RecordingDelivery]:
-    """A DataPlane wired to a RecordingDelivery and a SeekingConsumer instead of Kafka."""
+def plane_with_fakes(
+    settings: Settings, partitions: Sequence[int] = (0, 1)
+) -> tuple[DataPlane, RecordingDelivery]:
+    """A DataPlane wired to a RecordingDelivery and a SeekingConsumer instead of Kafka.
+
+    With customer state on, the stores of `partitions` are open, empty, in a temporary
+    folder removed with the plane (nothing to restore without a broker).
+    """
+    if settings.customer_state:
+        folder = Path(tempfile.mkdtemp(prefix="segstream-plane-"))
+        settings = settings.model_copy(update={"data_dir": folder})
     plane = DataPlane(settings, WorkerState(), WorkerMetrics())
+    if plane.audiences is not None:
+        weakref.finalize(plane, shutil.rmtree, settings.data_dir, True)
+        audiences = plane.audiences
+        audiences._restore = lambda store, partition, timeout: 0  # type: ignore[method-assign]
+        audiences._end_offset = lambda partition: None  # type: ignore[method-assign]
+        for partition in partitions:
+            audiences.open(partition, 1.0)
     delivery = RecordingDelivery()
     plane._delivery = delivery
     plane._consumer = SeekingConsumer()  # type: ignore[assignment]

@@ -1,0 +1,591 @@
+"""Each customer's current segment: kept per owned partition, changed exactly once per change.
+
+The Kafka Streams changelog pattern on Kafka itself. Every owned input partition has a local
+RocksDB store (rocksdict) under SEGSTREAM_DATA_DIR/state, and a partition of the compacted
+state topic with the same number: every state change is produced there in the same
+transaction as the assignments, the segment changes and the input offsets, and is written to
+the local store only once that transaction has committed. A store therefore never holds
+what Kafka does not, and a worker that takes a partition over replays the state topic's
+partition into it, from the offset its store had reached (a checkpoint kept in the store)
+or from the start.
+
+Between the batches of input, a model that went live re-scores the customers in state in
+slices (`Resegmenter`): a customer whose state already carries the live version is done,
+so a re-segmentation resumes after a crash without missing or repeating anyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from pydantic_core import from_json, to_json
+from rocksdict import Options, Rdict, WriteBatch
+
+from schemas import CustomerSignup, Gender, ModelManifest, ProfileUpdate, segment_change_id
+from stream_app.metrics import AudienceMetrics
+from stream_app.pipeline import Headers, OutgoingRecord, SourceRecord
+from stream_app.scorer import Scorer
+
+__all__ = [
+    "Audiences",
+    "PartitionStore",
+    "StateOutcome",
+]
+
+log = logging.getLogger(__name__)
+
+#: Store key of the state-topic offset the store has been restored or checkpointed to.
+_CHECKPOINT = b"\x00checkpoint"
+#: Customer ids never start with a control character (schemas.events): store bookkeeping does.
+_FIRST_CUSTOMER_KEY = b"\x01"
+_RESTORE_BATCH = 10_000
+
+Event = CustomerSignup | ProfileUpdate
+
+
+class PartitionStore:
+    """One input partition's customers: RocksDB on disk, plus the writes of the open commit."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        # Small write buffers: a worker owns several partitions and memory is budgeted.
+        options.set_write_buffer_size(16 * 1024 * 1024)
+        options.set_max_write_buffer_number(2)
+        self.path = path
+        self.db = Rdict(str(path), options)
+        self.pending: dict[bytes, bytes | None] = {}
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Current values of keys: the open commit's, else the store's."""
+        pending = self.pending
+        missing = [k for k in keys if k not in pending]
+        # rocksdict types get() as taking one key; a list of keys is one multi-get.
+        values = cast(list[bytes | None], self.db.get(cast(Any, missing))) if missing else []
+        found = dict(zip(missing, values, strict=True))
+        return [pending[k] if k in pending else found[k] for k in keys]
+
+    def committed(self, key: bytes) -> bytes | None:
+        """The value as of the last commit (what a lookup answers)."""
+        value: bytes | None = self.db.get(key)
+        return value
+
+    def stage(self, key: bytes, value: bytes) -> None:
+        """Note a write of the open commit; it reaches the store only when the commit does."""
+        self.pending[key] = value
+
+    def apply(self) -> None:
+        """The open commit went through: write its changes to the store."""
+        if not self.pending:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in self.pending.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.db.write(batch)
+        self.pending.clear()
+
+    def discard(self) -> None:
+        """The open commit was aborted: forget its changes."""
+        self.pending.clear()
+
+    @property
+    def checkpoint(self) -> int | None:
+        """The state-topic offset this store is known to be complete up to."""
+        value = self.db.get(_CHECKPOINT)
+        return int(value) if value is not None else None
+
+    def set_checkpoint(self, offset: int) -> None:
+        """Record that the store holds every committed change before offset."""
+        self.db.put(_CHECKPOINT, str(offset).encode())
+
+    def customers(self) -> int:
+        """RocksDB's estimate of the number of customers."""
+        return int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
+
+    def scan(self, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to limit (key, value) pairs with key > after, in key order."""
+        iterator = self.db.iter()
+        iterator.seek(max(after, _FIRST_CUSTOMER_KEY))
+        found: list[tuple[bytes, bytes]] = []
+        while iterator.valid() and len(found) < limit:
+            key = iterator.key()
+            if key != after:
+                found.append((key, iterator.value()))
+            iterator.next()
+        del iterator
+        return found
+
+    def close(self) -> None:
+        """Flush and release the store."""
+        self.db.close()
+
+
+@dataclass
+class StateOutcome:
+    """What one batch did to customer state."""
+
+    changelog: list[OutgoingRecord] = field(default_factory=list)
+    changes: list[OutgoingRecord] = field(default_factory=list)
+    #: Positions (in the batch's event list) of updates for customers never seen.
+    unknown: list[int] = field(default_factory=list)
+    stale: int = 0
+    change_counts: Counter[str] = field(default_factory=Counter)
+    rescored: int = 0
+
+
+def _iso(moment: datetime) -> str:
+    """A datetime as pydantic writes it, in UTC so that states compare and read alike."""
+    text: str = to_json(moment.astimezone(UTC)).decode()[1:-1]
+    return text
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+_NO_HEADERS: Headers = []
+
+
+class _Writer:
+    """Builds the state and change records of one batch, partition by partition."""
+
+    def __init__(
+        self,
+        stores: dict[int, PartitionStore],
+        manifest: ModelManifest,
+        outcome: StateOutcome,
+    ) -> None:
+        self.stores = stores
+        self.manifest = manifest
+        self.outcome = outcome
+        self.version_header: Headers = [("segstream.model.version", manifest.version.encode())]
+        self.last: dict[tuple[int, bytes], dict[str, Any]] = {}
+
+    def write(
+        self,
+        partition: int,
+        key: bytes,
+        previous: dict[str, Any] | None,
+        features: tuple[float, float, str],
+        label: int,
+        updated_at: str,
+        reason: str,
+        source_event_id: str | None,
+        changed_at: str,
+    ) -> dict[str, Any] | None:
+        """The customer's new state, or None when nothing about it changed."""
+        segment = self.manifest.segments[label]
+        version = self.manifest.version
+        age, income, gender = features
+        if previous is not None:
+            same_segment = previous["segment_id"] == segment.id
+            if (
+                same_segment
+                and previous["model_version"] == version
+                and (previous["age"], previous["annual_income"], previous["gender"]) == features
+            ):
+                return None
+            since = previous["since"] if same_segment else changed_at
+            revision = previous["revision"] + 1
+        else:
+            same_segment, since, revision = False, changed_at, 1
+        customer_id = key.decode()
+        state = {
+            "customer_id": customer_id,
+            "age": age,
+            "annual_income": income,
+            "gender": gender,
+            "segment_id": segment.id,
+            "segment_name": segment.name,
+            "model_version": version,
+            "since": since,
+            "updated_at": updated_at,
+            "revision": revision,
+            "source_event_id": source_event_id,
+        }
+        self.last[(partition, key)] = state
+        if not same_segment:
+            change = {
+                "event_id": segment_change_id(customer_id, revision),
+                "customer_id": customer_id,
+                "entered_segment_id": segment.id,
+                "entered_segment_name": segment.name,
+                "action": segment.action,
+                "exited_segment_id": previous["segment_id"] if previous else None,
+                "reason": reason,
+                "model_version": version,
+                "previous_model_version": previous["model_version"] if previous else None,
+                "source_event_id": source_event_id,
+                "changed_at": changed_at,
+                "revision": revision,
+            }
+            self.outcome.changes.append(OutgoingRecord(key, to_json(change), self.version_header))
+            self.outcome.change_counts[reason] += 1
+        return state
+
+    def finish(self) -> None:
+        """Stage each customer's last state of the batch and produce it to the state topic."""
+        for (partition, key), state in self.last.items():
+            value = to_json(state)
+            self.stores[partition].stage(key, value)
+            self.outcome.changelog.append(OutgoingRecord(key, value, _NO_HEADERS, partition))
+
+
+def _features_of(signup: CustomerSignup) -> tuple[float, float, str]:
+    return (signup.age, signup.annual_income, signup.gender.value)
+
+
+def _feature_rows(features: list[tuple[float, float, str]], names: Sequence[str]) -> Any:
+    columns = {"age": 0, "annual_income": 1}
+    rows = [
+        [
+            (1.0 if f[2] == Gender.FEMALE.value else 0.0)
+            if name == "gender_female"
+            else f[columns[name]]
+            for name in names
+        ]
+        for f in features
+    ]
+    return np.asarray(rows, dtype=np.float64).reshape(len(features), len(names))
+
+
+class Audiences:
+    """The local stores of the owned partitions and the state changes of each batch."""
+
+    def __init__(
+        self,
+        root: Path,
+        input_topic: str,
+        state_topic: str,
+        metrics: AudienceMetrics,
+        reader_config: dict[str, Any],
+    ) -> None:
+        self.root = root
+        self.input_topic = input_topic
+        self.state_topic = state_topic
+        self.metrics = metrics
+        self._reader_config = reader_config
+        self._reader: Consumer | None = None
+        self.stores: dict[int, PartitionStore] = {}
+        # Lookups come from the web server's thread; stores open and close on the data plane's.
+        self._lock = threading.Lock()
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def _path(self, partition: int) -> Path:
+        return self.root / f"{self.input_topic}-{partition}"
+
+    def open(self, partition: int, timeout: float) -> None:
+        """Open the partition's store and replay the state topic into it up to its end."""
+        began = time.monotonic()
+        store = PartitionStore(self._path(partition))
+        restored = self._restore(store, partition, timeout)
+        with self._lock:
+            self.stores[partition] = store
+        seconds = time.monotonic() - began
+        self.metrics.restore_seconds.observe(seconds)
+        self.metrics.restored.inc(restored)
+        self._count_customers()
+        log.info(
+            "segstream: state of %s[%d] ready: %d records replayed in %.1f s (%d customers)",
+            self.input_topic,
+            partition,
+            restored,
+            seconds,
+            store.customers(),
+        )
+
+    def close(self, partition: int, clean: bool) -> None:
+        """Release the partition's store; a clean close records how far it is complete."""
+        with self._lock:
+            store = self.stores.pop(partition, None)
+        if store is None:
+            return
+        store.discard()
+        if clean:
+            end = self._end_offset(partition)
+            if end is not None:
+                store.set_checkpoint(end)
+        store.close()
+        self._count_customers()
+
+    def close_all(self, clean: bool) -> None:
+        """Release every store (the worker stops)."""
+        for partition in list(self.stores):
+            self.close(partition, clean)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _count_customers(self) -> None:
+        self.metrics.customers.set(sum(s.customers() for s in self.stores.values()))
+
+    def _reader_for(self) -> Consumer:
+        if self._reader is None:
+            self._reader = Consumer(self._reader_config)
+        return self._reader
+
+    def _end_offset(self, partition: int) -> int | None:
+        try:
+            _low, high = self._reader_for().get_watermark_offsets(
+                TopicPartition(self.state_topic, partition), timeout=5
+            )
+        except Exception as exc:  # noqa: BLE001 - without a checkpoint the next open replays more
+            log.warning("segstream: no checkpoint for %s[%d]: %s", self.state_topic, partition, exc)
+            return None
+        return int(high)
+
+    def _restore(self, store: PartitionStore, partition: int, timeout: float) -> int:
+        """Replay the state topic's partition from the store's checkpoint to its end."""
+        reader = self._reader_for()
+        start = store.checkpoint
+        tp = TopicPartition(self.state_topic, partition, start if start is not None else -2)
+        reader.assign([tp])
+        restored, end = 0, start
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"restoring {self.state_topic}[{partition}] took over {timeout:.0f} s"
+                    )
+                messages = reader.consume(_RESTORE_BATCH, 0.5)
+                batch = WriteBatch(raw_mode=True)
+                done = False
+                for message in messages:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            done = True
+                            continue
+                        raise RuntimeError(f"restoring {self.state_topic}: {error.str()}")
+                    key, value = message.key(), message.value()
+                    if key is None:
+                        continue
+                    if value is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+                    restored += 1
+                    end = message.offset() + 1  # type: ignore[operator]  # set when consumed
+                store.db.write(batch)
+                if done:
+                    break
+            # The end of a read_committed partition may lie past the last record (markers).
+            position = reader.position([TopicPartition(self.state_topic, partition)])[0].offset
+            if position >= 0:
+                end = position
+        finally:
+            reader.unassign()
+        if end is not None:
+            store.set_checkpoint(end)
+        return restored
+
+    # -- the batch's state changes -----------------------------------------------------------
+
+    def commit(self) -> None:
+        """The open transaction committed: write its changes to the stores."""
+        for store in self.stores.values():
+            store.apply()
+
+    def discard(self) -> None:
+        """The open transaction was aborted: forget its changes."""
+        for store in self.stores.values():
+            store.discard()
+
+    def apply(
+        self,
+        events: Sequence[tuple[SourceRecord, Event]],
+        signup_labels: Sequence[int],
+        scorer: Scorer,
+    ) -> StateOutcome:
+        """Move each customer of a batch to its new state; note the segment changes.
+
+        Signups carry their features whole; an update changes the features it gives. An
+        event older than the customer's state is ignored (counted as stale); an update for
+        a customer never seen that does not give age and income is returned as unknown.
+        """
+        outcome = StateOutcome()
+        manifest = scorer.manifest
+        writer = _Writer(self.stores, manifest, outcome)
+        keys_by_partition: dict[int, list[bytes]] = {}
+        for record, event in events:
+            keys_by_partition.setdefault(record.partition, []).append(event.customer_id.encode())
+        current: dict[tuple[int, bytes], dict[str, Any] | None] = {}
+        for partition, keys in keys_by_partition.items():
+            store = self.stores.get(partition)
+            if store is None:
+                raise RuntimeError(f"no state store for {self.input_topic}[{partition}]")
+            unique = list(dict.fromkeys(keys))
+            for key, value in zip(unique, store.get_many(unique), strict=True):
+                current[(partition, key)] = from_json(value) if value is not None else None
+        # Updates need scoring after their features are merged: one vectorised pass for all.
+        steps: list[tuple[int, bytes, tuple[float, float, str], int, str, str, str]] = []
+        updated_rows: list[tuple[float, float, str]] = []
+        pending_features: dict[tuple[int, bytes], tuple[tuple[float, float, str], str]] = {}
+        signup_index = 0
+        for position, (record, event) in enumerate(events):
+            key = event.customer_id.encode()
+            where = (record.partition, key)
+            known = pending_features.get(where)
+            if known is None and current[where] is not None:
+                state = current[where]
+                assert state is not None
+                known = (
+                    (state["age"], state["annual_income"], state["gender"]),
+                    state["updated_at"],
+                )
+            if isinstance(event, CustomerSignup):
+                label = signup_labels[signup_index]
+                signup_index += 1
+                moment = _iso(event.signed_up_at)
+                if known is not None and _moment(known[1]) > event.signed_up_at:
+                    outcome.stale += 1
+                    continue
+                features = _features_of(event)
+                steps.append(
+                    (record.partition, key, features, label, moment, "signup", event.event_id)
+                )
+            else:
+                moment = _iso(event.updated_at)
+                if known is None:
+                    if event.age is None or event.annual_income is None:
+                        outcome.unknown.append(position)
+                        continue
+                    base: tuple[float, float, str] = (0.0, 0.0, Gender.UNKNOWN.value)
+                elif _moment(known[1]) > event.updated_at:
+                    outcome.stale += 1
+                    continue
+                else:
+                    base = known[0]
+                features = (
+                    event.age if event.age is not None else base[0],
+                    event.annual_income if event.annual_income is not None else base[1],
+                    event.gender.value if event.gender is not None else base[2],
+                )
+                steps.append(
+                    (
+                        record.partition,
+                        key,
+                        features,
+                        -1 - len(updated_rows),
+                        moment,
+                        "profile_update",
+                        event.event_id,
+                    )
+                )
+                updated_rows.append(features)
+            pending_features[where] = (features, moment)
+        update_labels: list[int] = []
+        if updated_rows:
+            update_labels = scorer.score(
+                _feature_rows(updated_rows, manifest.features)
+            ).labels.tolist()
+        for partition, key, features, label, moment, reason, event_id in steps:
+            if label < 0:
+                label = update_labels[-1 - label]
+            where = (partition, key)
+            previous = writer.last.get(where) or current[where]
+            writer.write(
+                partition, key, previous, features, label, moment, reason, event_id, moment
+            )
+        writer.finish()
+        return outcome
+
+    # -- re-segmentation -------------------------------------------------------------------------
+
+    def rescore(
+        self, partition: int, after: bytes, limit: int, scorer: Scorer, now: datetime
+    ) -> tuple[StateOutcome, bytes | None]:
+        """Re-score up to limit customers after key `after` not yet scored by scorer's model.
+
+        Returns what changed and the key to continue after, or None when the partition is
+        done. Customers in the open commit were scored by the live model already.
+        """
+        outcome = StateOutcome()
+        store = self.stores.get(partition)
+        if store is None:
+            return outcome, None
+        manifest = scorer.manifest
+        version = manifest.version
+        page = store.scan(after, limit)
+        if not page:
+            return outcome, None
+        todo: list[tuple[bytes, dict[str, Any]]] = []
+        for key, value in page:
+            staged = store.pending.get(key)
+            state = from_json(staged if staged is not None else value)
+            if state["model_version"] != version:
+                todo.append((key, state))
+        if todo:
+            features = [(s["age"], s["annual_income"], s["gender"]) for _k, s in todo]
+            labels = scorer.score(_feature_rows(features, manifest.features)).labels.tolist()
+            writer = _Writer(self.stores, manifest, outcome)
+            changed_at = _iso(now)
+            for (key, state), row, label in zip(todo, features, labels, strict=True):
+                writer.write(
+                    partition,
+                    key,
+                    state,
+                    row,
+                    label,
+                    state["updated_at"],
+                    "model_change",
+                    None,
+                    changed_at,
+                )
+            writer.finish()
+            outcome.rescored = len(todo)
+        return outcome, page[-1][0]
+
+    def would_change(
+        self, partition: int, after: bytes, limit: int, candidate: Scorer
+    ) -> tuple[int, int, bytes | None]:
+        """How many of up to limit customers after `after` a candidate would move: (seen,
+        moved, key to continue after or None when done)."""
+        store = self.stores.get(partition)
+        if store is None:
+            return 0, 0, None
+        page = store.scan(after, limit)
+        if not page:
+            return 0, 0, None
+        states = [from_json(value) for _key, value in page]
+        features = [(s["age"], s["annual_income"], s["gender"]) for s in states]
+        manifest = candidate.manifest
+        labels = candidate.score(_feature_rows(features, manifest.features)).labels.tolist()
+        moved = sum(
+            manifest.segments[label].id != state["segment_id"]
+            for state, label in zip(states, labels, strict=True)
+        )
+        return len(page), moved, page[-1][0]
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def lookup(self, customer_id: str) -> dict[str, Any] | None:
+        """The customer's committed state, when one of the owned partitions holds it."""
+        key = customer_id.encode()
+        with self._lock:
+            for store in self.stores.values():
+                value = store.committed(key)
+                if value is not None:
+                    found: dict[str, Any] = from_json(value)
+                    return found
+        return None
+
+    def owned(self) -> Iterator[int]:
+        """The partitions whose stores are open."""
+        return iter(sorted(self.stores))
