@@ -1,0 +1,221 @@
+"""Customer state without a broker: transitions, staleness, commits, re-segmentation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schemas import CustomerSignup, CustomerState, ModelManifest, ProfileUpdate, SegmentChanged
+from stream_app.audiences import Audiences, PartitionStore, StateOutcome
+from stream_app.metrics import WorkerMetrics
+from stream_app.pipeline import SourceRecord
+from stream_app.scorer import Scorer
+from tests.unit.stream_app.toy import toy_manifest
+
+# Scaled centroids: segment-0 at age 30 / income 50,000; segment-1 at age 50 / 60,000.
+MANIFEST = toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])
+# The same centroids swapped: every customer changes segment under it.
+SWAPPED = MANIFEST.model_copy(update={"version": "swapped", "centroids": [[1.0, 1.0], [-1.0, 0.0]]})
+YOUNG, OLD = (30.0, 50_000.0), (50.0, 60_000.0)
+
+
+@pytest.fixture
+def audiences(tmp_path: Path) -> Iterator[Audiences]:
+    """Stores for partitions 0 and 1, empty (nothing to restore without a broker)."""
+    made = Audiences(
+        tmp_path / "state", "signups", "state", WorkerMetrics().audiences, reader_config={}
+    )
+    made._restore = lambda store, partition, timeout: 0  # type: ignore[method-assign]
+    made._end_offset = lambda partition: None  # type: ignore[method-assign]
+    made.open(0, 1.0)
+    made.open(1, 1.0)
+    yield made
+    made.close_all(clean=False)
+
+
+def _signup(customer: str, features: tuple[float, float], day: int) -> CustomerSignup:
+    return CustomerSignup(
+        event_id=f"s-{customer}-{day}",
+        customer_id=customer,
+        age=features[0],
+        annual_income=features[1],
+        signed_up_at=datetime(2026, 1, day, tzinfo=UTC),
+    )
+
+
+def _update(customer: str, day: int, **features: float) -> ProfileUpdate:
+    return ProfileUpdate(
+        kind="profile_update",
+        event_id=f"u-{customer}-{day}",
+        customer_id=customer,
+        updated_at=datetime(2026, 1, day, tzinfo=UTC),
+        **features,  # type: ignore[arg-type]
+    )
+
+
+def _apply(
+    audiences: Audiences,
+    events: list[CustomerSignup | ProfileUpdate],
+    manifest: ModelManifest = MANIFEST,
+    partition: int = 0,
+) -> StateOutcome:
+    scorer = Scorer(manifest)
+    signups = [e for e in events if isinstance(e, CustomerSignup)]
+    matrix = np.array([[s.age, s.annual_income] for s in signups]).reshape(-1, 2)
+    labels = scorer.score(matrix).labels.tolist()
+    records = [SourceRecord(None, None, "signups", partition, i) for i in range(len(events))]
+    return audiences.apply(list(zip(records, events, strict=True)), labels, scorer)
+
+
+def _changes(outcome: StateOutcome) -> list[SegmentChanged]:
+    return [SegmentChanged.model_validate_json(r.value) for r in outcome.changes]
+
+
+def test_a_new_customer_enters_a_segment_with_none_exited(audiences: Audiences) -> None:
+    outcome = _apply(audiences, [_signup("c1", YOUNG, 1)])
+    (change,) = _changes(outcome)
+    assert (change.exited_segment_id, change.entered_segment_id) == (None, "segment-0")
+    assert (change.reason, change.revision, change.previous_model_version) == ("signup", 1, None)
+    (record,) = outcome.changelog
+    assert record.partition == 0
+    state = CustomerState.model_validate_json(record.value)
+    assert (state.segment_id, state.model_version, state.revision) == ("segment-0", "toy", 1)
+
+
+def test_an_update_that_changes_the_segment_emits_one_change_and_one_within_it_none(
+    audiences: Audiences,
+) -> None:
+    _apply(audiences, [_signup("c1", YOUNG, 1)])
+    audiences.commit()
+    moved = _apply(audiences, [_update("c1", 2, age=OLD[0], annual_income=OLD[1])])
+    (change,) = _changes(moved)
+    assert (change.exited_segment_id, change.entered_segment_id) == ("segment-0", "segment-1")
+    assert (change.reason, change.revision) == ("profile_update", 2)
+    audiences.commit()
+    within = _apply(audiences, [_update("c1", 3, annual_income=OLD[1] + 1_000)])
+    assert _changes(within) == []
+    (record,) = within.changelog  # the features changed: the state still moves on
+    state = CustomerState.model_validate_json(record.value)
+    assert (state.revision, state.since) == (3, datetime(2026, 1, 2, tzinfo=UTC))
+
+
+def test_older_events_are_ignored_and_counted(audiences: Audiences) -> None:
+    _apply(audiences, [_signup("c1", YOUNG, 5)])
+    audiences.commit()
+    outcome = _apply(
+        audiences, [_update("c1", 4, age=OLD[0], annual_income=OLD[1]), _signup("c1", OLD, 3)]
+    )
+    assert (outcome.stale, outcome.changes, outcome.changelog) == (2, [], [])
+
+
+def test_an_update_for_a_stranger_needs_age_and_income(audiences: Audiences) -> None:
+    outcome = _apply(
+        audiences,
+        [
+            _update("nobody", 2, annual_income=10.0),
+            _update("newbie", 2, age=30.0, annual_income=5e4),
+        ],
+    )
+    assert outcome.unknown == [0]
+    assert [c.customer_id for c in _changes(outcome)] == ["newbie"]
+
+
+def test_the_same_signup_twice_changes_nothing_the_second_time(audiences: Audiences) -> None:
+    _apply(audiences, [_signup("c1", YOUNG, 1)])
+    audiences.commit()
+    again = _apply(audiences, [_signup("c1", YOUNG, 1)])
+    assert (again.changes, again.changelog) == ([], [])
+
+
+def test_events_of_one_customer_in_one_batch_follow_each_other(audiences: Audiences) -> None:
+    outcome = _apply(
+        audiences,
+        [
+            _signup("c1", YOUNG, 1),
+            _update("c1", 2, age=OLD[0], annual_income=OLD[1]),
+            _update("c1", 3, age=YOUNG[0], annual_income=YOUNG[1]),
+        ],
+    )
+    assert [(c.exited_segment_id, c.entered_segment_id, c.revision) for c in _changes(outcome)] == [
+        (None, "segment-0", 1),
+        ("segment-0", "segment-1", 2),
+        ("segment-1", "segment-0", 3),
+    ]
+    (record,) = outcome.changelog  # one state per customer per batch: the last
+    assert CustomerState.model_validate_json(record.value).revision == 3
+
+
+def test_writes_reach_the_store_only_when_committed(audiences: Audiences) -> None:
+    _apply(audiences, [_signup("c1", YOUNG, 1)])
+    assert audiences.lookup("c1") is None
+    audiences.discard()
+    assert audiences.lookup("c1") is None
+    again = _apply(audiences, [_signup("c1", YOUNG, 1)])
+    assert len(again.changes) == 1, "a discarded change is made again"
+    audiences.commit()
+    found = audiences.lookup("c1")
+    assert found is not None
+    assert found["segment_id"] == "segment-0"
+
+
+def test_a_store_keeps_its_customers_and_checkpoint_across_reopening(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "p0")
+    store.stage(b"c1", b'{"x":1}')
+    store.apply()
+    store.set_checkpoint(42)
+    store.close()
+    again = PartitionStore(tmp_path / "p0")
+    assert (again.committed(b"c1"), again.checkpoint) == (b'{"x":1}', 42)
+    assert again.scan(b"", 10) == [(b"c1", b'{"x":1}')], "bookkeeping keys are not customers"
+    again.close()
+
+
+def test_rescoring_moves_exactly_the_customers_the_new_model_places_elsewhere(
+    audiences: Audiences,
+) -> None:
+    _apply(audiences, [_signup(f"c{i}", YOUNG if i % 2 else OLD, 1) for i in range(10)])
+    audiences.commit()
+    now = datetime(2026, 2, 1, tzinfo=UTC)
+    outcome, after = audiences.rescore(0, b"", 4, Scorer(SWAPPED), now)
+    assert (outcome.rescored, len(outcome.changes)) == (4, 4)
+    # Crash before the commit: nothing happened, and the scan starts over.
+    audiences.discard()
+    seen: list[SegmentChanged] = []
+    after = b""
+    while True:
+        outcome, following = audiences.rescore(0, after, 4, Scorer(SWAPPED), now)
+        seen += _changes(outcome)
+        audiences.commit()
+        if following is None:
+            break
+        after = following
+    assert sorted(c.customer_id for c in seen) == sorted(f"c{i}" for i in range(10))
+    assert {c.reason for c in seen} == {"model_change"}
+    assert all(c.previous_model_version == "toy" for c in seen)
+    # Done once: a second pass for the same model has nothing left to do.
+    outcome, _ = audiences.rescore(0, b"", 100, Scorer(SWAPPED), now)
+    assert (outcome.rescored, outcome.changes) == (0, [])
+    state = audiences.lookup("c1")
+    assert state is not None
+    assert (state["model_version"], json.loads(json.dumps(state["since"]))) == (
+        "swapped",
+        "2026-02-01T00:00:00Z",
+    )
+
+
+def test_a_shadow_count_says_how_many_would_move_without_changing_anything(
+    audiences: Audiences,
+) -> None:
+    _apply(audiences, [_signup(f"c{i}", YOUNG, 1) for i in range(5)])
+    audiences.commit()
+    seen, moved, after = audiences.would_change(0, b"", 100, Scorer(SWAPPED))
+    assert (seen, moved, after) == (5, 5, b"c4")
+    assert audiences.would_change(0, after, 100, Scorer(SWAPPED)) == (0, 0, None)
+    state = audiences.lookup("c0")
+    assert state is not None
+    assert state["model_version"] == "toy"
