@@ -44,6 +44,7 @@ console = Console(width=160)  # whole table rows in logs and under make, too
 #: The throughput rows, in the order they run within each repeat.
 THROUGHPUT_ROWS = (
     "worker-eo",
+    "worker-state-eo",
     "worker-alo",
     "quix-eo",
     "quix-alo",

@@ -11,6 +11,7 @@ are all inside the figure.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import statistics
@@ -170,13 +171,24 @@ def _per_guarantee(
 PROGRAMS: dict[str, Program] = {
     program.name: program
     for program in [
-        *_per_guarantee(
-            "worker",
-            "segstream worker",
+        # The data plane alone (what the peers do: score and emit), and with customer state.
+        *(
+            dataclasses.replace(program, env=(*program.env, ("SEGSTREAM_CUSTOMER_STATE", "false")))
+            for program in _per_guarantee(
+                "worker",
+                "segstream worker, no customer state",
+                (str(BIN / "segstream"), "worker"),
+                "SEGSTREAM_PROCESSING_GUARANTEE",
+                underscores=True,
+                has_ready_endpoint=True,
+            )
+        ),
+        Program(
+            "worker-state-eo",
+            "segstream worker with customer state, exactly-once",
             (str(BIN / "segstream"), "worker"),
-            "SEGSTREAM_PROCESSING_GUARANTEE",
-            underscores=True,
             has_ready_endpoint=True,
+            env=(("SEGSTREAM_PROCESSING_GUARANTEE", "exactly_once"),),
         ),
         *_per_guarantee(
             "quix",
@@ -337,6 +349,8 @@ class Bench:
             SEGSTREAM_DLQ_TOPIC=f"dlq-{uid}",
             SEGSTREAM_MODEL_TOPIC=f"models-{uid}",
             SEGSTREAM_APP_ID=f"bench-{uid}",
+            SEGSTREAM_STATE_TOPIC=f"state-{uid}",
+            SEGSTREAM_CHANGES_TOPIC=f"changes-{uid}",
             SEGSTREAM_WEB_PORT=str(port),
             SEGSTREAM_DATA_DIR=str(self.work_dir / uid / f"data-{index}"),
             SEGSTREAM_MODEL_PATH=str(self.model_dir),

@@ -7,7 +7,7 @@ from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.events import AGE_MAX, INCOME_MAX, Gender, Identifier, parse_gender
+from schemas.events import AGE_MAX, INCOME_MAX, Gender, Identifier, parse_gender, uuid5_text
 
 __all__ = [
     "PROFILE_UPDATE",
@@ -24,7 +24,7 @@ PROFILE_UPDATE = "profile_update"
 ChangeReason = Literal["signup", "profile_update", "model_change"]
 
 # uuid5 namespace of segment-change ids: fixed forever so ids stay comparable across releases.
-_CHANGE_NAMESPACE = uuid.UUID("0b7f5c1e-8d2a-5e43-a6f1-3c9d7e2b4a10")
+_CHANGE_NAMESPACE_BYTES = uuid.UUID("0b7f5c1e-8d2a-5e43-a6f1-3c9d7e2b4a10").bytes
 
 
 class ProfileUpdate(BaseModel):
@@ -108,4 +108,4 @@ class SegmentChanged(BaseModel):
 
 def segment_change_id(customer_id: str, revision: int) -> str:
     """Deterministic id of the change that made revision `revision` of a customer's state."""
-    return str(uuid.uuid5(_CHANGE_NAMESPACE, f"{customer_id}\x1f{revision}"))
+    return uuid5_text(_CHANGE_NAMESPACE_BYTES, f"{customer_id}\x1f{revision}")

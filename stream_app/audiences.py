@@ -24,12 +24,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pydantic_core import from_json, to_json
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
 from schemas import CustomerSignup, Gender, ModelManifest, ProfileUpdate, segment_change_id
 from stream_app.metrics import AudienceMetrics
@@ -63,6 +63,11 @@ class PartitionStore:
         # Small write buffers: a worker owns several partitions and memory is budgeted.
         options.set_write_buffer_size(16 * 1024 * 1024)
         options.set_max_write_buffer_number(2)
+        # Most signups are customers not seen before: a Bloom filter answers "not here"
+        # without reading a block from disk.
+        table = BlockBasedOptions()
+        table.set_bloom_filter(10, False)
+        options.set_block_based_table_factory(table)
         self.path = path
         self.db = Rdict(str(path), options)
         self.pending: dict[bytes, bytes | None] = {}
@@ -149,8 +154,10 @@ class StateOutcome:
 
 def _iso(moment: datetime) -> str:
     """A datetime as pydantic writes it, in UTC so that states compare and read alike."""
-    text: str = to_json(moment.astimezone(UTC)).decode()[1:-1]
-    return text
+    text = moment.isoformat()
+    if text.endswith("+00:00"):  # the common case: already UTC
+        return text[:-6] + "Z"
+    return moment.astimezone(UTC).isoformat()[:-6] + "Z"
 
 
 def _moment(text: str) -> datetime:
@@ -160,8 +167,59 @@ def _moment(text: str) -> datetime:
 _NO_HEADERS: Headers = []
 
 
+def _text(value: str) -> bytes:
+    """The inside of a JSON string holding value (ids have no control characters)."""
+    if '"' in value or "\\" in value:
+        return to_json(value)[1:-1]
+    return value.encode()
+
+
+def _number(value: float) -> bytes:
+    """A float as pydantic writes it: Python's shortest repr, but for exponents."""
+    if value == 0 or 1e-4 <= abs(value) < 1e16:
+        return repr(float(value)).encode()
+    return to_json(value)
+
+
+def _optional_text(value: str | None) -> bytes:
+    return b"null" if value is None else b'"%b"' % _text(value)
+
+
+class _State(NamedTuple):
+    """What a batch needs of a customer's state (CustomerState without the names)."""
+
+    features: tuple[float, float, str]  # age, annual_income, gender
+    segment_id: str
+    label: int  # index of the segment in the manifest that wrote it; -1 when read back
+    model_version: str
+    since: str
+    updated_at: str
+    revision: int
+    source_event_id: str | None
+
+
+def _read_state(value: bytes) -> _State:
+    """A stored CustomerState as the batch needs it."""
+    state = from_json(value)
+    return _State(
+        (state["age"], state["annual_income"], state["gender"]),
+        state["segment_id"],
+        -1,
+        state["model_version"],
+        state["since"],
+        state["updated_at"],
+        state["revision"],
+        state["source_event_id"],
+    )
+
+
 class _Writer:
-    """Builds the state and change records of one batch, partition by partition."""
+    """Builds the state and change records of one batch, partition by partition.
+
+    The JSON is written by formatting, not by a serialiser per record: the fields are the
+    contracts' (CustomerState, SegmentChanged) in their order, and tests parse them back
+    through those models.
+    """
 
     def __init__(
         self,
@@ -172,77 +230,96 @@ class _Writer:
         self.stores = stores
         self.manifest = manifest
         self.outcome = outcome
-        self.version_header: Headers = [("segstream.model.version", manifest.version.encode())]
-        self.last: dict[tuple[int, bytes], dict[str, Any]] = {}
+        version = manifest.version
+        self.version_header: Headers = [("segstream.model.version", version.encode())]
+        self.version_json = to_json(version)
+        # Per segment, once per batch: its id, name and action as JSON strings.
+        self.segment_json = [
+            (to_json(s.id), to_json(s.name), to_json(s.action)) for s in manifest.segments
+        ]
+        self.last: dict[tuple[int, bytes], _State] = {}
 
     def write(
         self,
         partition: int,
         key: bytes,
-        previous: dict[str, Any] | None,
+        previous: _State | None,
         features: tuple[float, float, str],
         label: int,
         updated_at: str,
         reason: str,
         source_event_id: str | None,
         changed_at: str,
-    ) -> dict[str, Any] | None:
-        """The customer's new state, or None when nothing about it changed."""
+    ) -> None:
+        """Move the customer to its new state; note a change when its segment id differs."""
         segment = self.manifest.segments[label]
         version = self.manifest.version
-        age, income, gender = features
         if previous is not None:
-            same_segment = previous["segment_id"] == segment.id
-            if (
-                same_segment
-                and previous["model_version"] == version
-                and (previous["age"], previous["annual_income"], previous["gender"]) == features
-            ):
-                return None
-            since = previous["since"] if same_segment else changed_at
-            revision = previous["revision"] + 1
+            same_segment = previous.segment_id == segment.id
+            if same_segment and previous.model_version == version and previous.features == features:
+                return
+            since = previous.since if same_segment else changed_at
+            revision = previous.revision + 1
         else:
             same_segment, since, revision = False, changed_at, 1
+        self.last[(partition, key)] = _State(
+            features, segment.id, label, version, since, updated_at, revision, source_event_id
+        )
+        if same_segment:
+            return
         customer_id = key.decode()
-        state = {
-            "customer_id": customer_id,
-            "age": age,
-            "annual_income": income,
-            "gender": gender,
-            "segment_id": segment.id,
-            "segment_name": segment.name,
-            "model_version": version,
-            "since": since,
-            "updated_at": updated_at,
-            "revision": revision,
-            "source_event_id": source_event_id,
-        }
-        self.last[(partition, key)] = state
-        if not same_segment:
-            change = {
-                "event_id": segment_change_id(customer_id, revision),
-                "customer_id": customer_id,
-                "entered_segment_id": segment.id,
-                "entered_segment_name": segment.name,
-                "action": segment.action,
-                "exited_segment_id": previous["segment_id"] if previous else None,
-                "reason": reason,
-                "model_version": version,
-                "previous_model_version": previous["model_version"] if previous else None,
-                "source_event_id": source_event_id,
-                "changed_at": changed_at,
-                "revision": revision,
-            }
-            self.outcome.changes.append(OutgoingRecord(key, to_json(change), self.version_header))
-            self.outcome.change_counts[reason] += 1
-        return state
+        segment_id, segment_name, action = self.segment_json[label]
+        exited = b"null" if previous is None else to_json(previous.segment_id)
+        before = b"null" if previous is None else to_json(previous.model_version)
+        change = (
+            b'{"event_id":"%b","customer_id":"%b","entered_segment_id":%b,'
+            b'"entered_segment_name":%b,"action":%b,"exited_segment_id":%b,"reason":"%b",'
+            b'"model_version":%b,"previous_model_version":%b,"source_event_id":%b,'
+            b'"changed_at":"%b","revision":%d}'
+            % (
+                segment_change_id(customer_id, revision).encode(),
+                _text(customer_id),
+                segment_id,
+                segment_name,
+                action,
+                exited,
+                reason.encode(),
+                self.version_json,
+                before,
+                _optional_text(source_event_id),
+                changed_at.encode(),
+                revision,
+            )
+        )
+        self.outcome.changes.append(OutgoingRecord(key, change, self.version_header))
+        self.outcome.change_counts[reason] += 1
 
     def finish(self) -> None:
         """Stage each customer's last state of the batch and produce it to the state topic."""
+        stores, changelog = self.stores, self.outcome.changelog
         for (partition, key), state in self.last.items():
-            value = to_json(state)
-            self.stores[partition].stage(key, value)
-            self.outcome.changelog.append(OutgoingRecord(key, value, _NO_HEADERS, partition))
+            segment_id, segment_name, _action = self.segment_json[state.label]
+            age, income, gender = state.features
+            value = (
+                b'{"customer_id":"%b","age":%b,"annual_income":%b,"gender":"%b",'
+                b'"segment_id":%b,"segment_name":%b,"model_version":%b,"since":"%b",'
+                b'"updated_at":"%b","revision":%d,"source_event_id":%b}'
+                % (
+                    _text(key.decode()),
+                    _number(age),
+                    _number(income),
+                    gender.encode(),
+                    segment_id,
+                    segment_name,
+                    self.version_json,
+                    state.since.encode(),
+                    state.updated_at.encode(),
+                    state.revision,
+                    _optional_text(state.source_event_id),
+                )
+            )
+            stores[partition].stage(key, value)
+            changelog.append(OutgoingRecord(key, value, _NO_HEADERS, partition))
 
 
 def _features_of(signup: CustomerSignup) -> tuple[float, float, str]:
@@ -425,14 +502,14 @@ class Audiences:
         keys_by_partition: dict[int, list[bytes]] = {}
         for record, event in events:
             keys_by_partition.setdefault(record.partition, []).append(event.customer_id.encode())
-        current: dict[tuple[int, bytes], dict[str, Any] | None] = {}
+        current: dict[tuple[int, bytes], _State | None] = {}
         for partition, keys in keys_by_partition.items():
             store = self.stores.get(partition)
             if store is None:
                 raise RuntimeError(f"no state store for {self.input_topic}[{partition}]")
             unique = list(dict.fromkeys(keys))
             for key, value in zip(unique, store.get_many(unique), strict=True):
-                current[(partition, key)] = from_json(value) if value is not None else None
+                current[(partition, key)] = _read_state(value) if value is not None else None
         # Updates need scoring after their features are merged: one vectorised pass for all.
         steps: list[tuple[int, bytes, tuple[float, float, str], int, str, str, str]] = []
         updated_rows: list[tuple[float, float, str]] = []
@@ -442,14 +519,11 @@ class Audiences:
             key = event.customer_id.encode()
             where = (record.partition, key)
             known = pending_features.get(where)
-            if known is None and current[where] is not None:
+            if known is None:
                 state = current[where]
-                assert state is not None
-                known = (
-                    (state["age"], state["annual_income"], state["gender"]),
-                    state["updated_at"],
-                )
-            if isinstance(event, CustomerSignup):
+                if state is not None:
+                    known = (state.features, state.updated_at)
+            if type(event) is CustomerSignup:
                 label = signup_labels[signup_index]
                 signup_index += 1
                 moment = _iso(event.signed_up_at)
@@ -461,6 +535,7 @@ class Audiences:
                     (record.partition, key, features, label, moment, "signup", event.event_id)
                 )
             else:
+                assert isinstance(event, ProfileUpdate)
                 moment = _iso(event.updated_at)
                 if known is None:
                     if event.age is None or event.annual_income is None:
@@ -525,25 +600,30 @@ class Audiences:
         page = store.scan(after, limit)
         if not page:
             return outcome, None
-        todo: list[tuple[bytes, dict[str, Any]]] = []
+        # Most customers of a finished or resumed scan carry the version already: skip them
+        # without parsing (the version is text of [A-Za-z0-9._-], written as is).
+        done_mark = b'"model_version":"%s"' % version.encode()
+        todo: list[tuple[bytes, _State]] = []
         for key, value in page:
-            staged = store.pending.get(key)
-            state = from_json(staged if staged is not None else value)
-            if state["model_version"] != version:
+            current = store.pending.get(key) or value
+            if done_mark in current:
+                continue
+            state = _read_state(current)
+            if state.model_version != version:
                 todo.append((key, state))
         if todo:
-            features = [(s["age"], s["annual_income"], s["gender"]) for _k, s in todo]
+            features = [state.features for _key, state in todo]
             labels = scorer.score(_feature_rows(features, manifest.features)).labels.tolist()
             writer = _Writer(self.stores, manifest, outcome)
             changed_at = _iso(now)
-            for (key, state), row, label in zip(todo, features, labels, strict=True):
+            for (key, state), label in zip(todo, labels, strict=True):
                 writer.write(
                     partition,
                     key,
                     state,
-                    row,
+                    state.features,
                     label,
-                    state["updated_at"],
+                    state.updated_at,
                     "model_change",
                     None,
                     changed_at,

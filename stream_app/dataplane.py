@@ -210,6 +210,10 @@ class DataPlane:
         self._shadow_scan: dict[int, bytes] = {}
         self._shadow_seen = 0
         self._shadow_moved = 0
+        # After an aborted commit with state writes, whether it really was aborted cannot be
+        # known for sure: stores are then closed without a checkpoint (the next owner replays
+        # more of the state topic rather than trust them).
+        self._state_doubtful = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -292,7 +296,7 @@ class DataPlane:
         finally:
             self.status.running = False
             if self.audiences is not None:
-                self.audiences.close_all(clean=not self._pending.busy)
+                self.audiences.close_all(clean=not self._pending.busy and not self._state_doubtful)
             if delivery is not None:
                 try:
                     delivery.close(self._call_timeout())
@@ -527,6 +531,7 @@ class DataPlane:
         if self._pending.state_writes:
             # Customers scored in the aborted commit still carry the old version.
             self._rescan_version = None
+            self._state_doubtful = True
 
     def _rewind(self) -> None:
         """Read an aborted commit's records again, on the partitions still owned."""
@@ -575,7 +580,7 @@ class DataPlane:
         # Still the owner: finish the open commit now, or abort it; nothing crosses over.
         if self._pending.busy:
             self._commit()
-        self._close_state(partitions, clean=True)
+        self._close_state(partitions, clean=not self._state_doubtful)
         self._forget(partitions)
         log.info("segstream: revoked %s", _names(partitions))
 
