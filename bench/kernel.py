@@ -19,7 +19,7 @@ import joblib
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from stream_app.model_store import load_manifest
+from schemas.model_files import load_manifest
 from stream_app.scorer import Scorer
 
 BATCH_SIZES = (100, 500, 2_000, 10_000, 1_000_000)

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import SegstreamError
+from schemas.model_files import load_manifest
 from stream_app.kafka_io import started
 from stream_app.metrics import WorkerMetrics
 from stream_app.model_registry import (
@@ -27,7 +28,6 @@ from stream_app.model_registry import (
     refusals_key,
     shadow_key,
 )
-from stream_app.model_store import load_manifest
 from stream_app.settings import Settings
 from stream_app.state import WorkerState
 

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
 from schemas import ConfigurationError, ManifestError, ModelManifest
+from schemas.model_files import parse_manifest
 from stream_app.kafka_io import TopicSpec, bounded, ensure_topics, started
-from stream_app.model_store import parse_manifest
 from stream_app.settings import Settings
 
 __all__ = [

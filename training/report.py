@@ -17,9 +17,10 @@ from matplotlib.figure import Figure
 
 from schemas import ModelManifest, SegmentProfile
 from schemas.manifest import KSelection
+from schemas.model_files import load_manifest, model_directory
 from training.data import BAD_ROW_REASONS
-from training.naming import female_share
-from training.store import PLOT_SAMPLE_FILE, load_manifest, model_directory
+from training.naming import centroid_text, money
+from training.store import PLOT_SAMPLE_FILE
 
 __all__ = ["REPORT_FILES", "place_labels", "write_report"]
 
@@ -170,29 +171,13 @@ def _e(value: object) -> str:
     return html.escape(str(value))
 
 
-def _money(value: float) -> str:
-    return f"${value / 1000:,.0f}k"
-
-
 def _range(segment: SegmentProfile, column: str) -> str:
     if len(segment.ranges.get(column, [])) != 2:
         return "&ndash;"
     low, high = segment.ranges[column]
     if column == "annual_income":
-        return f"{_money(low)}&ndash;{_money(high)}"
+        return f"{money(low)}&ndash;{money(high)}"
     return f"{low:.0f}&ndash;{high:.0f}"
-
-
-def _centroid(segment: SegmentProfile) -> str:
-    parts = []
-    for feature, value in segment.centroid.items():
-        if feature == "age":
-            parts.append(f"{value:.0f} years")
-        elif feature == "annual_income":
-            parts.append(_money(value))
-        else:
-            parts.append(female_share(value))
-    return ", ".join(parts)
 
 
 def _profile_rows(manifest: ModelManifest) -> str:
@@ -209,7 +194,7 @@ def _profile_rows(manifest: ModelManifest) -> str:
             f"{segment.size / total:.0%}</span></td>"
             f"<td>{_range(segment, 'age')}</td>"
             f"<td>{_range(segment, 'annual_income')}</td>"
-            f"<td>{_e(_centroid(segment))}</td>"
+            f"<td>{_e(centroid_text(segment))}</td>"
             f"<td>{mix or '&ndash;'}</td>"
             f"<td>{_e(segment.action)}</td>"
             "</tr>"
