@@ -313,7 +313,9 @@ def worker_command() -> None:
 
     from stream_app.app import create_app
     from stream_app.kafka_io import create_topics, missing_topics
+    from stream_app.pins import check_pins
 
+    check_pins()  # before anything connects: the worker runs only on the versions pinned
     settings = load_settings()
     _check_port_free(settings.web_host, settings.web_port)
     settings = _with_web_port(settings)
