@@ -109,7 +109,7 @@ class _Pending:
 
     first: dict[tuple[str, int], int] = field(default_factory=dict)
     next: dict[tuple[str, int], int] = field(default_factory=dict)
-    batches: list[tuple[int, BatchOutcome, Scorer, Scorer | None]] = field(default_factory=list)
+    batches: list[tuple[BatchOutcome, Scorer, Scorer | None]] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
     count: int = 0
 
@@ -126,7 +126,7 @@ class _Pending:
             if where not in first:
                 first[where] = record.offset
             following[where] = record.offset + 1
-        self.batches.append((len(records), outcome, scorer, candidate))
+        self.batches.append((outcome, scorer, candidate))
         self.count += len(records)
 
     def offsets(self) -> list[TopicPartition]:
@@ -227,8 +227,8 @@ class DataPlane:
                 on_lost=self._on_lost,
             )
             # Everything alive now (Faust, numpy, the model) lives as long as the worker: keep
-            # it out of the collector's passes. Without this the cyclic GC scanning those
-            # objects took ~40% of the hot path's time in batches of 2,000.
+            # it out of the collector's passes, which would otherwise scan those objects again
+            # and again on the hot path.
             gc.freeze()
             self.status.running = True
             log.info(
@@ -346,8 +346,8 @@ class DataPlane:
         self.metrics.commit_seconds.observe(done - began)
         stamps = np.asarray(pending.stamps, dtype=np.float64)
         self.metrics.end_to_end.observe_many(time.time() - stamps[~np.isnan(stamps)])
-        for consumed, outcome, scorer, candidate in pending.batches:
-            self._count(consumed, outcome, scorer, candidate)
+        for outcome, scorer, candidate in pending.batches:
+            self._count(outcome, scorer, candidate)
         self.status.last_progress = done
         pending.clear()
 
@@ -375,15 +375,9 @@ class DataPlane:
             except KafkaException as exc:
                 log.warning("segstream: cannot rewind %s[%d]: %s", topic, partition, exc)
 
-    def _count(
-        self, consumed: int, outcome: BatchOutcome, scorer: Scorer, candidate: Scorer | None
-    ) -> None:
+    def _count(self, outcome: BatchOutcome, scorer: Scorer, candidate: Scorer | None) -> None:
+        """Count a committed batch in the metrics (the status views read them there)."""
         state, metrics = self.state, self.metrics
-        state.consumed += consumed
-        state.assigned += len(outcome.assignments)
-        state.dead_lettered += len(outcome.dead_letters)
-        state.segments.update(outcome.segment_counts)
-        state.dead_letter_reasons.update(outcome.reason_counts)
         metrics.events.labels("assigned").inc(len(outcome.assignments))
         metrics.events.labels("dead_lettered").inc(len(outcome.dead_letters))
         for segment_id, n in outcome.segment_counts.items():

@@ -133,7 +133,7 @@ class ModelFollower:
 
     def _sync(self) -> None:
         registry = self._registry
-        if registry.live is not None and self.state.use(registry.live, source="topic"):
+        if registry.live is not None and self.state.make_live(registry.live, source="topic"):
             self._announce("live", registry.live.version)
         if registry.live is None and self.state.scorer is None:
             self._load_file()
@@ -141,7 +141,7 @@ class ModelFollower:
         live = self.state.scorer
         if candidate is not None and live is not None and candidate == live.manifest:
             candidate = None
-        if self.state.use_candidate(candidate):
+        if self.state.set_candidate(candidate):
             self._announce("candidate", candidate.version if candidate else "none")
 
     def _announce(self, role: str, version: str) -> None:
@@ -167,7 +167,7 @@ class ModelFollower:
                 log.warning("segstream: model not loaded, retrying: %s", exc)
             self.state.model_error = str(exc)
             return
-        if self.state.use(manifest, source=f"file {path}"):
+        if self.state.make_live(manifest, source=f"file {path}"):
             self._announce("live", manifest.version)
 
     async def _report_shadow(self) -> None:

@@ -13,6 +13,15 @@ if TYPE_CHECKING:
 __all__ = ["register_views"]
 
 
+def _status(segmentation: SegmentationApp) -> dict[str, object]:
+    """The model, the counters (from the metrics) and the data plane, for /health and /ready."""
+    return {
+        **segmentation.state.snapshot(),
+        **segmentation.metrics.counts(),
+        "data_plane": segmentation.plane.status.snapshot(),
+    }
+
+
 def register_views(segmentation: SegmentationApp) -> None:
     """Serve /health, /ready and /metrics on the worker's web port."""
     app, state, metrics = segmentation.app, segmentation.state, segmentation.metrics
@@ -23,9 +32,7 @@ def register_views(segmentation: SegmentationApp) -> None:
         """Liveness: the process and its event loop answer."""
 
         async def get(self, request: Request) -> Response:
-            return self.json(
-                {"status": "ok", **state.snapshot(), "data_plane": plane.status.snapshot()}
-            )
+            return self.json({"status": "ok", **_status(segmentation)})
 
     @app.page("/ready")
     class Ready(View):
@@ -40,8 +47,7 @@ def register_views(segmentation: SegmentationApp) -> None:
             body = {
                 "ready": problem is None,
                 "reason": problem,
-                **state.snapshot(),
-                "data_plane": plane.status.snapshot(),
+                **_status(segmentation),
             }
             return self.json(body, status=200 if problem is None else 503)
 
