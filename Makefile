@@ -35,6 +35,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	VENV=$(VENV) scripts/readme-settings --check
 	$(EXPORT) | diff -u docker/requirements-worker.txt - || { echo "run make lock" >&2; exit 1; }
 	$(EXPORT) --extra train | diff -u docker/requirements-trainer.txt - || { echo "run make lock" >&2; exit 1; }
 

@@ -2,7 +2,7 @@
 
 Producing records and watching an output topic go through `bench/peers/probe.py`, a librdkafka
 client in bench/.venvs/confluent, so that the harness's own Kafka work stays small next to the
-program it measures (aiokafka would cost about five times as much CPU per record).
+program it measures (aiokafka costs several times as much CPU per record).
 """
 
 from __future__ import annotations

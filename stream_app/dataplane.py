@@ -1,8 +1,9 @@
 """The signup hot path: consume many records, score them in one pass, commit them together.
 
 Faust runs the worker: its lifecycle, signals, web views and the model follower. The signups
-themselves bypass Faust's per-record stream, which costs ~100 us of CPU per record for the
-hand-over alone (robinhood/faust#563), and go through this batch data plane instead: a
+themselves bypass Faust's per-record stream, whose per-record hand-over dominates the CPU
+cost of a record (robinhood/faust#563; bench/ measures it), and go through this batch data
+plane instead: a
 librdkafka (confluent-kafka) consumer and producer on a thread of their own, supervised by a
 Faust service. One loop iteration consumes up to `batch_size` records, decodes and scores
 them with `process_records`, and produces the results; every `commit_interval_ms` the
@@ -495,8 +496,8 @@ class DataPlane:
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(settings.session_timeout_ms // 5, 100),
-            # librdkafka prefetches up to 64 MiB by default; 16 MiB still holds ~50,000
-            # signups, several batches ahead, and keeps the worker's memory small.
+            # librdkafka's default prefetch (64 MiB) is far more than a few batches ahead;
+            # 16 MiB still holds several batches of signups and keeps the worker small.
             "queued.max.messages.kbytes": 16_384,
             "statistics.interval.ms": 1000,
             "stats_cb": self._on_stats,

@@ -35,7 +35,7 @@ def female_share(value: float) -> str:
     """A centroid's gender_female coordinate as people read it: `52% female`.
 
     The coordinate is a share of the cluster's customers, but comes back from the scaler as
-    a float that can sit a hair below 0 or above 1 (which printed as `-0% female`).
+    a float that can sit a hair below 0 or above 1, which must not read `-0% female`.
     """
     return f"{round(min(max(value, 0.0), 1.0) * 100):d}% female"
 
