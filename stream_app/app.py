@@ -15,6 +15,7 @@ from stream_app.follower import ModelFollower
 from stream_app.metrics import WorkerMetrics
 from stream_app.settings import Settings
 from stream_app.state import WorkerState
+from stream_app.views import register_views
 
 __all__ = ["SegmentationApp", "create_app"]
 
@@ -79,8 +80,6 @@ class _App(faust.App):
 
 def create_app(settings: Settings) -> SegmentationApp:
     """Build the Faust app for settings; nothing connects until it is started."""
-    from stream_app.views import register_views
-
     _throttle_client_logs()
 
     app = _App(
