@@ -24,17 +24,17 @@ def _status(segmentation: SegmentationApp) -> dict[str, object]:
 
 def register_views(segmentation: SegmentationApp) -> None:
     """Serve /health, /ready and /metrics on the worker's web port."""
-    app, state, metrics = segmentation.app, segmentation.state, segmentation.metrics
+    faust_app, state, metrics = segmentation.faust_app, segmentation.state, segmentation.metrics
     plane, settings = segmentation.plane, segmentation.settings
 
-    @app.page("/health")
+    @faust_app.page("/health")
     class Health(View):
         """Liveness: the process and its event loop answer."""
 
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", **_status(segmentation)})
 
-    @app.page("/ready")
+    @faust_app.page("/ready")
     class Ready(View):
         """Readiness: a model is live, the broker answers, and the backlog moves."""
 
@@ -51,7 +51,7 @@ def register_views(segmentation: SegmentationApp) -> None:
             }
             return self.json(body, status=200 if problem is None else 503)
 
-    @app.page("/metrics")
+    @faust_app.page("/metrics")
     class Metrics(View):
         """Prometheus metrics."""
 

@@ -334,7 +334,7 @@ def worker_command() -> None:
                 "SEGSTREAM_CREATE_TOPICS=true to let the worker create them"
             )
     segmentation = create_app(settings)
-    worker = Worker(segmentation.app, loglevel=settings.log_level, quiet=True)
+    worker = Worker(segmentation.faust_app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
 
 
