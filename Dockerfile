@@ -7,34 +7,29 @@
 # everything from the package index. CI fills it on the host and builds with PIP_NO_INDEX=1
 # and no network (scripts/compose-test). Only Dockerfile syntax the classic builder knows.
 #
-# The dependencies are installed from pyproject.toml alone, in stages of their own, so a code
-# change only reinstalls segstream itself on top of cached layers.
+# The dependencies are installed at exactly the versions of uv.lock (exported by `make lock` to
+# docker/requirements-worker.txt and docker/requirements-trainer.txt), in stages of their own,
+# so a code change only reinstalls segstream itself on top of cached layers.
 
 FROM python:3.11-slim AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 ARG PIP_NO_INDEX=0
 COPY docker/wheels/ /wheels/
 WORKDIR /src
-COPY pyproject.toml ./
-# An empty project of the same name pulls in the dependencies; the build backend stays in the
-# virtualenv so that the final stages build segstream without reaching for an index.
+COPY pyproject.toml docker/requirements-worker.txt ./
+# The build backend stays in the virtualenv so that the final stages build segstream without
+# reaching for an index.
 RUN python3 -m venv /opt/segstream \
     && /opt/segstream/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' >build-requires.txt \
     && /opt/segstream/bin/pip install --find-links /wheels -r build-requires.txt \
-    && mkdir schemas training stream_app \
-    && touch README.md schemas/__init__.py training/__init__.py stream_app/__init__.py \
-    && /opt/segstream/bin/pip install --find-links /wheels --no-build-isolation . \
-    && /opt/segstream/bin/pip uninstall --yes segstream \
+    && /opt/segstream/bin/pip install --find-links /wheels -r requirements-worker.txt \
     && rm -rf /src/*
 
 FROM deps AS deps-train
 # An ARG ends with its stage.
 ARG PIP_NO_INDEX=0
-COPY pyproject.toml ./
-RUN mkdir schemas training stream_app \
-    && touch README.md schemas/__init__.py training/__init__.py stream_app/__init__.py \
-    && /opt/segstream/bin/pip install --find-links /wheels --no-build-isolation '.[train]' \
-    && /opt/segstream/bin/pip uninstall --yes segstream \
+COPY docker/requirements-trainer.txt ./
+RUN /opt/segstream/bin/pip install --find-links /wheels -r requirements-trainer.txt \
     && rm -rf /src/*
 
 # segstream's own files, installed on top of the dependencies by the two final stages.

@@ -4,16 +4,29 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# uv installs exactly what uv.lock says; its own version is the one pinned in pyproject.toml.
+UV_VERSION := $(shell sed -n 's/^ *"uv==\([^"]*\)".*/\1/p' pyproject.toml)
+UV := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv
+# What the images install (docker/requirements-*.txt), exported from uv.lock.
+EXPORT := $(UV) export --locked --no-hashes --no-emit-project --no-header --no-annotate --no-dev
 
-.PHONY: install demo test test-reliability lint typecheck compose-check compose-test alerts-check unit integration bench kafka-start kafka-stop clean
+.PHONY: install lock demo test test-reliability lint typecheck compose-check compose-test alerts-check unit integration bench kafka-start kafka-stop clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# --locked: a pyproject.toml that no longer matches uv.lock fails here (run `make lock`).
+$(STAMP): pyproject.toml uv.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --quiet --locked --extra dev
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After a change of the dependencies in pyproject.toml: resolve again, export for the images.
+lock:
+	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet "uv==$(UV_VERSION)"; }
+	$(UV) lock
+	$(EXPORT) > docker/requirements-worker.txt
+	$(EXPORT) --extra train > docker/requirements-trainer.txt
 
 demo: install
 	scripts/demo
@@ -21,6 +34,10 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	VENV=$(VENV) scripts/readme-settings --check
+	$(EXPORT) | diff -u docker/requirements-worker.txt - || { echo "run make lock" >&2; exit 1; }
+	$(EXPORT) --extra train | diff -u docker/requirements-trainer.txt - || { echo "run make lock" >&2; exit 1; }
 
 typecheck: install
 	$(BIN)/mypy

@@ -9,7 +9,6 @@ scoring kernel against scikit-learn. Writes JSON, a Markdown table and a plot.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib.metadata
 import json
@@ -23,11 +22,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
@@ -56,68 +58,41 @@ THROUGHPUT_ROWS = (
 LATENCY_PROGRAMS = ("worker-eo", "quix-eo")
 
 
+# The worker's own defaults, so that every program is batched as the worker is.
+_DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
+
+
+@dataclass
+class Options:
+    """The benchmark's options (see `python -m bench --help`)."""
+
+    events: int = 1_000_000
+    repeats: int = 3
+    rates: list[float] = dataclass_field(default_factory=lambda: [2_000.0, 20_000.0])
+    latency_seconds: float = 10
+    naive_events: int = 30_000
+    no_scale_out: bool = False
+    batch_size: int = _DEFAULTS["batch_size"]
+    batch_window_ms: int = _DEFAULTS["batch_window_ms"]
+    worker_env: list[str] = dataclass_field(default_factory=list)
+    quick: bool = False
+    profile: bool = False
+    explain: bool = False
+    explain_repeats: int = 2
+    out: Path = REPO / "bench" / "results"
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.events = min(self.events, 20_000)
+            self.repeats = 1
+            self.latency_seconds = min(self.latency_seconds, 5)
+            self.naive_events = min(self.naive_events, 3_000)
+            self.explain_repeats = 1
+        self.naive_events = min(self.naive_events, self.events)
+
+
 def _rates(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part.strip()]
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--events", type=int, default=1_000_000, help="signups in the topic")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument(
-        "--rates",
-        type=_rates,
-        default=[2_000.0, 20_000.0],
-        help="offered events/s for the latency runs, comma-separated",
-    )
-    parser.add_argument("--latency-seconds", type=float, default=10, help="per latency run")
-    parser.add_argument(
-        "--naive-events",
-        type=int,
-        default=30_000,
-        help="the naive agent is timed on the first N events of the same topic (it is slow)",
-    )
-    parser.add_argument("--no-scale-out", action="store_true", help="skip the two-workers runs")
-    # The worker's own defaults, so that every program is batched as the worker is.
-    defaults = {name: field.default for name, field in Settings.model_fields.items()}
-    parser.add_argument(
-        "--batch-size", type=int, default=defaults["batch_size"], help="SEGSTREAM_BATCH_SIZE"
-    )
-    parser.add_argument(
-        "--batch-window-ms",
-        type=int,
-        default=defaults["batch_window_ms"],
-        help="SEGSTREAM_BATCH_WINDOW_MS",
-    )
-    parser.add_argument(
-        "--worker-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for the programs (e.g. Faust's PRODUCER_LINGER=0.005)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small and fast: a smoke test of the harness"
-    )
-    parser.add_argument("--profile", action="store_true", help="one extra worker run under py-spy")
-    parser.add_argument(
-        "--explain",
-        action="store_true",
-        help="also run the worker with other commit intervals, batch sizes and windows",
-    )
-    parser.add_argument(
-        "--explain-repeats", type=int, default=2, help="runs per variant with --explain"
-    )
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.events = min(args.events, 20_000)
-        args.repeats = 1
-        args.latency_seconds = min(args.latency_seconds, 5)
-        args.naive_events = min(args.naive_events, 3_000)
-        args.explain_repeats = 1
-    args.naive_events = min(args.naive_events, args.events)
-    return args
 
 
 def _machine(broker: LocalBroker) -> dict[str, Any]:
@@ -268,7 +243,7 @@ def _describe(run: ThroughputRun) -> str:
 
 
 async def _measure(
-    args: argparse.Namespace, bench: Bench, work: Path, on_bench: Callable[[str], None]
+    args: Options, bench: Bench, work: Path, on_bench: Callable[[str], None]
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     runs: dict[str, list[ThroughputRun]] = {name: [] for name in THROUGHPUT_ROWS}
@@ -363,7 +338,7 @@ async def _measure(
 
 
 async def _variants(
-    args: argparse.Namespace,
+    args: Options,
     bench: Bench,
     records: dict[float, Path],
     on_bench: Callable[[str], None],
@@ -414,9 +389,7 @@ async def _variants(
     return variants
 
 
-async def _profile(
-    args: argparse.Namespace, bench: Bench, on_bench: Callable[[str], None]
-) -> dict[str, Any]:
+async def _profile(args: Options, bench: Bench, on_bench: Callable[[str], None]) -> dict[str, Any]:
     on_bench("profile: one more worker run under py-spy")
     raw = args.out / "worker-profile.txt"
     raw.parent.mkdir(parents=True, exist_ok=True)
@@ -440,9 +413,68 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def command(
+    events: Annotated[int, typer.Option(help="signups in the topic")] = 1_000_000,
+    repeats: Annotated[int, typer.Option(help="runs per figure (median)")] = 3,
+    rates: Annotated[
+        str, typer.Option(help="offered events/s for the latency runs, comma-separated")
+    ] = "2000,20000",
+    latency_seconds: Annotated[float, typer.Option(help="per latency run")] = 10,
+    naive_events: Annotated[
+        int,
+        typer.Option(
+            help="the naive agent is timed on the first N events of the same topic (it is slow)"
+        ),
+    ] = 30_000,
+    no_scale_out: Annotated[
+        bool, typer.Option("--no-scale-out", help="skip the two-workers runs")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="SEGSTREAM_BATCH_SIZE")] = _DEFAULTS["batch_size"],
+    batch_window_ms: Annotated[int, typer.Option(help="SEGSTREAM_BATCH_WINDOW_MS")] = _DEFAULTS[
+        "batch_window_ms"
+    ],
+    worker_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME=VALUE",
+            help="extra environment for the programs (e.g. Faust's PRODUCER_LINGER=0.005)",
+        ),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option(help="small and fast: a smoke test of the harness")
+    ] = False,
+    profile: Annotated[bool, typer.Option(help="one extra worker run under py-spy")] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            help="also run the worker with other commit intervals, batch sizes and windows"
+        ),
+    ] = False,
+    explain_repeats: Annotated[int, typer.Option(help="runs per variant with --explain")] = 2,
+    out: Annotated[Path, typer.Option(help="folder for the results")] = REPO / "bench" / "results",
+) -> None:
+    """The whole benchmark in one run on a broker of its own (see bench/README.md)."""
+    options = Options(
+        events=events,
+        repeats=repeats,
+        rates=_rates(rates),
+        latency_seconds=latency_seconds,
+        naive_events=naive_events,
+        no_scale_out=no_scale_out,
+        batch_size=batch_size,
+        batch_window_ms=batch_window_ms,
+        worker_env=worker_env or [],
+        quick=quick,
+        profile=profile,
+        explain=explain,
+        explain_repeats=explain_repeats,
+        out=out,
+    )
+    raise typer.Exit(run(options, sys.argv[1:]))
+
+
+def run(args: Options, argv: Sequence[str]) -> int:
     """Run the benchmark; the exit status is 0 when it ran, whatever the figures."""
-    args = _parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     for name in venvs.NAMES:
         venvs.ensure(name, log=_log)
@@ -488,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         latencies = results.pop("_latencies")
         results = {
-            "command": shlex.join(["python", "-m", "bench", *(argv or sys.argv[1:])]),
+            "command": shlex.join(["python", "-m", "bench", *argv]),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "revision": _revision(),
             "duration_s": round(time.monotonic() - began),
@@ -540,5 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
+def main() -> None:
+    """Command line of `python -m bench`."""
+    typer.run(command)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,7 +2,7 @@
 
 Producing records and watching an output topic go through `bench/peers/probe.py`, a librdkafka
 client in bench/.venvs/confluent, so that the harness's own Kafka work stays small next to the
-program it measures (aiokafka would cost about five times as much CPU per record).
+program it measures (aiokafka costs several times as much CPU per record).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from bench import venvs
+from stream_app.kafka_io import TopicSpec, ensure_topics
+from stream_app.settings import Settings
 
 __all__ = [
     "GroupView",
@@ -85,21 +87,11 @@ class LocalBroker:
 async def create_topics(
     bootstrap: str, names: Sequence[str], partitions: int, log_append_time: bool = False
 ) -> None:
-    """Create fresh topics; with log_append_time the broker stamps each record on arrival."""
+    """Create the topics (segstream's own topic administration, one replica each); with
+    log_append_time the broker stamps each record on arrival."""
     configs = {"message.timestamp.type": "LogAppendTime"} if log_append_time else {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    name, num_partitions=partitions, replication_factor=1, topic_configs=configs
-                )
-                for name in names
-            ]
-        )
-    finally:
-        await admin.close()
+    settings = Settings(bootstrap_servers=bootstrap, topic_replication_factor=1)
+    await ensure_topics(settings, [TopicSpec(name, partitions, configs) for name in names])
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,19 @@ event amortised over the batches, with the BLAS library threadpoolctl says is lo
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import joblib
 import numpy as np
+import typer
 from threadpoolctl import threadpool_info
 
-from stream_app.model_store import load_manifest
+from schemas.model_files import load_manifest
 from stream_app.scorer import Scorer
 
 BATCH_SIZES = (100, 500, 2_000, 10_000, 1_000_000)
@@ -91,16 +92,20 @@ def measure(model_dir: Path, n_points: int, repeats: int) -> dict[str, object]:
     }
 
 
+def command(
+    model_dir: Annotated[Path, typer.Argument(help="model directory")],
+    out: Annotated[Path, typer.Argument(help="output JSON file")],
+    points: Annotated[int, typer.Option(help="points scored per repeat")] = 1_000_000,
+    repeats: Annotated[int, typer.Option(help="repeats; the best one counts")] = 5,
+) -> None:
+    """Time the scoring kernel on a model's manifest; write the figures as JSON."""
+    result = measure(model_dir, points, repeats)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     """Command line: model directory, output JSON, number of points."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model_dir", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    result = measure(args.model_dir, args.points, args.repeats)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    typer.run(command)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream_app.model_store import load_manifest
+from schemas.model_files import load_manifest
 from stream_app.pipeline import SourceRecord, process_records
 from stream_app.scorer import Scorer
 

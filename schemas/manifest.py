@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.errors import ManifestError
+from schemas.features import KNOWN_FEATURES, Feature
 
 __all__ = [
     "KNOWN_FEATURES",
@@ -22,11 +23,6 @@ __all__ = [
     "SegmentProfile",
     "Stability",
 ]
-
-#: Features a worker can read from a CustomerSignup.
-KNOWN_FEATURES = ("age", "annual_income", "gender_female")
-
-Feature = Literal["age", "annual_income", "gender_female"]
 
 
 class ScalerParams(BaseModel):

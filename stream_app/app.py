@@ -15,6 +15,7 @@ from stream_app.follower import ModelFollower
 from stream_app.metrics import WorkerMetrics
 from stream_app.settings import Settings
 from stream_app.state import WorkerState
+from stream_app.views import register_views
 
 __all__ = ["SegmentationApp", "create_app"]
 
@@ -23,7 +24,7 @@ __all__ = ["SegmentationApp", "create_app"]
 class SegmentationApp:
     """A Faust app wired for segmentation, with its data plane, live state and metrics."""
 
-    app: faust.App
+    faust_app: faust.App
     settings: Settings
     model_topic: Any
     plane: DataPlane
@@ -73,17 +74,15 @@ class _WithoutFaustConsumer(BootStrategy):
     enable_kafka_consumer = False
 
 
-class _App(faust.App):
+class _FaustAppWithoutConsumer(faust.App):
     BootStrategy = _WithoutFaustConsumer
 
 
 def create_app(settings: Settings) -> SegmentationApp:
     """Build the Faust app for settings; nothing connects until it is started."""
-    from stream_app.views import register_views
-
     _throttle_client_logs()
 
-    app = _App(
+    faust_app = _FaustAppWithoutConsumer(
         settings.app_id,
         broker=settings.broker_url,
         value_serializer="raw",
@@ -105,22 +104,23 @@ def create_app(settings: Settings) -> SegmentationApp:
     state, metrics = WorkerState(), WorkerMetrics()
     plane = DataPlane(settings, state, metrics)
     segmentation = SegmentationApp(
-        app=app,
+        faust_app=faust_app,
         settings=settings,
-        model_topic=app.topic(settings.model_topic, key_type=bytes, value_type=bytes),
+        model_topic=faust_app.topic(settings.model_topic, key_type=bytes, value_type=bytes),
         plane=plane,
         state=state,
         metrics=metrics,
     )
     # faust types app.service as taking a class; it starts instances just the same.
-    app.service(DataPlaneService(plane, loop=app.loop, beacon=app.beacon))  # type: ignore[arg-type]
+    plane_service = DataPlaneService(plane, loop=faust_app.loop, beacon=faust_app.beacon)
+    faust_app.service(plane_service)  # type: ignore[arg-type]
 
     async def send_model_record(key: bytes, value: bytes) -> None:
         await segmentation.model_topic.send(key=key, value=value)
 
     follower = ModelFollower(settings, state, metrics, send_model_record)
 
-    @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
+    @faust_app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def follow_models() -> None:
         """Load the live model from the model topic (or the file fallback) and keep following."""
         await follower.run()

@@ -1,8 +1,9 @@
 """The signup hot path: consume many records, score them in one pass, commit them together.
 
 Faust runs the worker: its lifecycle, signals, web views and the model follower. The signups
-themselves bypass Faust's per-record stream, which costs ~100 us of CPU per record for the
-hand-over alone (robinhood/faust#563), and go through this batch data plane instead: a
+themselves bypass Faust's per-record stream, whose per-record hand-over dominates the CPU
+cost of a record (robinhood/faust#563; bench/ measures it), and go through this batch data
+plane instead: a
 librdkafka (confluent-kafka) consumer and producer on a thread of their own, supervised by a
 Faust service. One loop iteration consumes up to `batch_size` records, decodes and scores
 them with `process_records`, and produces the results; every `commit_interval_ms` the
@@ -46,6 +47,7 @@ from stream_app.failures import (
     classify,
     kafka_error,
 )
+from stream_app.lookup import member_client_id
 from stream_app.metrics import WorkerMetrics
 from stream_app.pipeline import BatchOutcome, SourceRecord, dead_letter, process_records
 from stream_app.scorer import Scorer
@@ -118,7 +120,7 @@ class _Pending:
 
     first: dict[tuple[str, int], int] = field(default_factory=dict)
     next: dict[tuple[str, int], int] = field(default_factory=dict)
-    batches: list[tuple[int, BatchOutcome, Scorer, Scorer | None]] = field(default_factory=list)
+    batches: list[tuple[BatchOutcome, Scorer, Scorer | None]] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
     count: int = 0
     state: list[StateOutcome] = field(default_factory=list)
@@ -146,7 +148,7 @@ class _Pending:
             if where not in first:
                 first[where] = record.offset
             following[where] = record.offset + 1
-        self.batches.append((len(records), outcome, scorer, candidate))
+        self.batches.append((outcome, scorer, candidate))
         self.count += len(records)
 
     def offsets(self) -> list[TopicPartition]:
@@ -269,8 +271,8 @@ class DataPlane:
                 on_lost=self._on_lost,
             )
             # Everything alive now (Faust, numpy, the model) lives as long as the worker: keep
-            # it out of the collector's passes. Without this the cyclic GC scanning those
-            # objects took ~40% of the hot path's time in batches of 2,000.
+            # it out of the collector's passes, which would otherwise scan those objects again
+            # and again on the hot path.
             gc.freeze()
             self.status.running = True
             log.info(
@@ -504,8 +506,8 @@ class DataPlane:
         self.metrics.commit_seconds.observe(done - began)
         stamps = np.asarray(pending.stamps, dtype=np.float64)
         self.metrics.end_to_end.observe_many(time.time() - stamps[~np.isnan(stamps)])
-        for consumed, outcome, scorer, candidate in pending.batches:
-            self._count(consumed, outcome, scorer, candidate)
+        for outcome, scorer, candidate in pending.batches:
+            self._count(outcome, scorer, candidate)
         self.status.last_progress = done
         pending.clear()
 
@@ -544,15 +546,9 @@ class DataPlane:
             except KafkaException as exc:
                 log.warning("segstream: cannot rewind %s[%d]: %s", topic, partition, exc)
 
-    def _count(
-        self, consumed: int, outcome: BatchOutcome, scorer: Scorer, candidate: Scorer | None
-    ) -> None:
+    def _count(self, outcome: BatchOutcome, scorer: Scorer, candidate: Scorer | None) -> None:
+        """Count a committed batch in the metrics (the status views read them there)."""
         state, metrics = self.state, self.metrics
-        state.consumed += consumed
-        state.assigned += len(outcome.assignments)
-        state.dead_lettered += len(outcome.dead_letters)
-        state.segments.update(outcome.segment_counts)
-        state.dead_letter_reasons.update(outcome.reason_counts)
         metrics.events.labels("assigned").inc(len(outcome.assignments))
         metrics.events.labels("dead_lettered").inc(len(outcome.dead_letters))
         for segment_id, n in outcome.segment_counts.items():
@@ -701,8 +697,8 @@ class DataPlane:
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(settings.session_timeout_ms // 5, 100),
-            # librdkafka prefetches up to 64 MiB by default; 16 MiB still holds ~50,000
-            # signups, several batches ahead, and keeps the worker's memory small.
+            # librdkafka's default prefetch (64 MiB) is far more than a few batches ahead;
+            # 16 MiB still holds several batches of signups and keeps the worker small.
             "queued.max.messages.kbytes": 16_384,
             "statistics.interval.ms": 1000,
             "stats_cb": self._on_stats,
@@ -760,15 +756,6 @@ def _count_shadow(
     for pair, n in pairs.items():
         live_id, candidate_id = pair.split("->")
         metrics.shadow_disagreements.labels(live_id, candidate_id).inc(n)
-
-
-#: Prefix of the client.id of a worker's consumer; the rest is its worker id and web URL.
-MEMBER_PREFIX = "segstream|"
-
-
-def member_client_id(worker: str, url: str) -> str:
-    """The client.id a worker's consumer joins the group with: how peers reach its views."""
-    return f"{MEMBER_PREFIX}{worker}|{url}"
 
 
 def _names(partitions: list[TopicPartition]) -> str:

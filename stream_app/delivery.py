@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from tenacity import Retrying, retry_if_exception_type, wait_fixed
 
 from stream_app.failures import (
     FatalKafkaError,
@@ -62,21 +63,29 @@ class Delivery(Protocol):
         """Serve the producer's pending callbacks (errors reach error_cb this way)."""
 
 
+#: How long one wait for room in librdkafka's local queue serves the producer's callbacks.
+_ROOM_WAIT_SECONDS = 0.05
+
+
 def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord]) -> None:
     """Produce records, waiting for room when librdkafka's local queue is full."""
     produce = producer.produce
+
+    def serve_callbacks(seconds: float) -> None:
+        producer.poll(seconds)
+
     for key, value, headers, partition in records:
         try:
             produce(topic, value, key, partition, headers=headers)
         except BufferError:
-            # The queue drains as the broker acknowledges; serve callbacks meanwhile.
-            while True:
-                producer.poll(0.05)
-                try:
+            # The queue drains as the broker acknowledges: wait by serving callbacks.
+            for attempt in Retrying(
+                retry=retry_if_exception_type(BufferError),
+                wait=wait_fixed(_ROOM_WAIT_SECONDS),
+                sleep=serve_callbacks,
+            ):
+                with attempt:
                     produce(topic, value, key, partition, headers=headers)
-                    break
-                except BufferError:
-                    continue
 
 
 def _fatal(what: str, error: KafkaError) -> FatalKafkaError:

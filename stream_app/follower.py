@@ -7,7 +7,6 @@ with several worker instances (faust-streaming#283) and its docstring warns of r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -16,9 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
 
 from schemas import SegstreamError
-from stream_app.kafka_io import started
+from schemas.model_files import load_manifest
+from stream_app.kafka_io import read_to_end, started
 from stream_app.metrics import WorkerMetrics
 from stream_app.model_registry import (
     ModelRegistry,
@@ -27,7 +28,6 @@ from stream_app.model_registry import (
     refusals_key,
     shadow_key,
 )
-from stream_app.model_store import load_manifest
 from stream_app.settings import Settings
 from stream_app.state import WorkerState
 
@@ -41,6 +41,12 @@ _SHADOW_REPORT_SECONDS = 1.0
 _RESTART_SECONDS = 2.0
 
 SendRecord = Callable[[bytes, bytes], Awaitable[None]]
+
+
+def _log_restart(retry_state: RetryCallState) -> None:
+    outcome = retry_state.outcome
+    error = outcome.exception() if outcome is not None else None
+    log.warning("segstream: model follower restarting after: %r", error)
 
 
 class ModelFollower:
@@ -66,14 +72,13 @@ class ModelFollower:
 
     async def run(self) -> None:
         """Follow the topic forever; a broken connection is retried, never fatal."""
-        while True:
-            try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_fixed(_RESTART_SECONDS),
+            before_sleep=_log_restart,
+        ):
+            with attempt:
                 await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive any follower error
-                log.warning("segstream: model follower restarting after: %r", exc)
-                await asyncio.sleep(_RESTART_SECONDS)
 
     async def _follow(self) -> None:
         settings = self.settings
@@ -86,23 +91,22 @@ class ModelFollower:
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
             self._registry = ModelRegistry(name=settings.model_name)
-            end = (await consumer.end_offsets([partition]))[partition]
-            caught_up = False
+            # Apply only once the topic's past is read, so a worker never goes live with a
+            # version that a later record on the topic already replaced.
+            async for message in read_to_end(settings, consumer, [partition], _POLL_MS):
+                self._apply(message.key, message.value)
             while True:
+                self._count_refusals()
+                self._sync()
+                await self._report_refusals()
+                await self._report_shadow()
                 batches = await consumer.getmany(partition, timeout_ms=_POLL_MS)
                 for messages in batches.values():
                     for message in messages:
-                        apply_record(
-                            self._registry, message.key, message.value, settings.model_signing_key
-                        )
-                self._count_refusals()
-                # Apply only once the topic's past is read, so a worker never goes live with
-                # a version that a later record on the topic already replaced.
-                caught_up = caught_up or await consumer.position(partition) >= end
-                if caught_up:
-                    self._sync()
-                    await self._report_refusals()
-                    await self._report_shadow()
+                        self._apply(message.key, message.value)
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        apply_record(self._registry, key, value, self.settings.model_signing_key)
 
     def _count_refusals(self) -> None:
         """Log, count and note each refused version once, however often it is read."""
@@ -129,7 +133,7 @@ class ModelFollower:
 
     def _sync(self) -> None:
         registry = self._registry
-        if registry.live is not None and self.state.use(registry.live, source="topic"):
+        if registry.live is not None and self.state.make_live(registry.live, source="topic"):
             self._announce("live", registry.live.version)
         if registry.live is None and self.state.scorer is None:
             self._load_file()
@@ -137,7 +141,7 @@ class ModelFollower:
         live = self.state.scorer
         if candidate is not None and live is not None and candidate == live.manifest:
             candidate = None
-        if self.state.use_candidate(candidate):
+        if self.state.set_candidate(candidate):
             self._announce("candidate", candidate.version if candidate else "none")
 
     def _announce(self, role: str, version: str) -> None:
@@ -163,7 +167,7 @@ class ModelFollower:
                 log.warning("segstream: model not loaded, retrying: %s", exc)
             self.state.model_error = str(exc)
             return
-        if self.state.use(manifest, source=f"file {path}"):
+        if self.state.make_live(manifest, source=f"file {path}"):
             self._announce("live", manifest.version)
 
     async def _report_shadow(self) -> None:

@@ -14,8 +14,8 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,7 @@ __all__ = [
     "kafka_failure",
     "missing_topics",
     "read_replay_file",
+    "read_to_end",
     "replay",
     "started",
 ]
@@ -456,6 +457,34 @@ async def replay(
     return sent
 
 
+async def read_to_end(
+    settings: Settings, consumer: Any, partitions: list[TopicPartition], poll_ms: int = 1000
+) -> AsyncGenerator[Any]:
+    """Yield the records of the consumer's assigned partitions, from its positions up to the
+    end each partition had when reading began."""
+    ends = await bounded(settings, consumer.end_offsets(partitions), "reading end offsets")
+    while True:
+        positions = [await consumer.position(tp) for tp in partitions]
+        if all(at >= ends[tp] for at, tp in zip(positions, partitions, strict=True)):
+            return
+        batches = await consumer.getmany(*partitions, timeout_ms=poll_ms)
+        for messages in batches.values():
+            for message in messages:
+                yield message
+
+
+async def _follow(consumer: Any, idle_timeout: float | None) -> AsyncGenerator[Any]:
+    """Yield records as they arrive; with idle_timeout, stop after that long without one."""
+    wait_ms = int((idle_timeout or 1) * 1000)
+    while True:
+        batches = await consumer.getmany(timeout_ms=wait_ms)
+        if not batches and idle_timeout:
+            return
+        for messages in batches.values():
+            for message in messages:
+                yield message
+
+
 async def consume(
     settings: Settings,
     topic: str,
@@ -485,20 +514,17 @@ async def consume(
             await consumer.seek_to_beginning(*tps)
         else:
             await consumer.seek_to_end(*tps)
-        ends = await bounded(settings, consumer.end_offsets(tps), "reading end offsets")
+        if limit == 0:
+            return
+        records = (
+            read_to_end(settings, consumer, tps)
+            if idle_timeout == 0
+            else _follow(consumer, idle_timeout)
+        )
         seen = 0
-        wait_ms = int((idle_timeout or 1) * 1000)
-        while limit is None or seen < limit:
-            if idle_timeout == 0:
-                positions = [await consumer.position(tp) for tp in tps]
-                if all(at >= ends[tp] for at, tp in zip(positions, tps, strict=True)):
+        async with aclosing(records):
+            async for message in records:
+                yield message.key, message.value, list(message.headers or [])
+                seen += 1
+                if limit is not None and seen >= limit:
                     return
-            batches = await consumer.getmany(timeout_ms=wait_ms)
-            if not batches and idle_timeout:
-                return
-            for messages in batches.values():
-                for message in messages:
-                    yield message.key, message.value, list(message.headers or [])
-                    seen += 1
-                    if limit is not None and seen >= limit:
-                        return

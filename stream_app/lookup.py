@@ -19,14 +19,21 @@ import aiohttp
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from stream_app.dataplane import MEMBER_PREFIX
 from stream_app.settings import Settings
 
-__all__ = ["Lookup", "LookupAnswer"]
+__all__ = ["MEMBER_PREFIX", "Lookup", "LookupAnswer", "member_client_id"]
 
 log = logging.getLogger(__name__)
 
 _PEER_TIMEOUT = 3.0
+
+#: Prefix of the client.id of a worker's consumer; the rest is its worker id and web URL.
+MEMBER_PREFIX = "segstream|"
+
+
+def member_client_id(worker: str, url: str) -> str:
+    """The client.id a worker's consumer joins the group with: how peers reach its views."""
+    return f"{MEMBER_PREFIX}{worker}|{url}"
 
 #: (HTTP status, body): 200 with the state, 404 when no worker holds it, 503 when the
 #: workers that might hold it could not be asked.

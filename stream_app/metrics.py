@@ -230,6 +230,40 @@ class WorkerMetrics:
         self.audiences = AudienceMetrics(self.registry)
         self.registry.register(_UnrecognisedGenderCollector())
 
+    def counts(self) -> dict[str, object]:
+        """The counters the status views show, as plain JSON-able values."""
+        outcomes = _totals(self.events)
+        assigned = outcomes.get("assigned", 0)
+        dead_lettered = outcomes.get("dead_lettered", 0)
+        return {
+            "consumed": assigned + dead_lettered,
+            "assigned": assigned,
+            "dead_lettered": dead_lettered,
+            "models_refused": _total(self.models_refused),
+            "segments": _totals(self.segments),
+            "dead_letter_reasons": _totals(self.dead_letters),
+        }
+
+
+def _totals(counter: Counter) -> dict[str, int]:
+    """A counter with one label: its total by label value."""
+    return {
+        next(iter(sample.labels.values())): int(sample.value)
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels
+    }
+
+
+def _total(counter: Counter) -> int:
+    """A counter without labels: its total."""
+    return sum(
+        int(sample.value)
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
 
 def _sample_name(metric: Metric) -> str:
     """The name a metric's samples carry (counters end in _total, infos in _info)."""

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
 from schemas import ConfigurationError, ManifestError, ModelManifest
-from stream_app.kafka_io import TopicSpec, bounded, ensure_topics, started
-from stream_app.model_store import parse_manifest
+from schemas.model_files import parse_manifest
+from stream_app.kafka_io import COMPACTED, TopicSpec, bounded, ensure_topics, read_to_end, started
 from stream_app.settings import Settings
 
 __all__ = [
@@ -38,7 +38,15 @@ __all__ = [
     "sign",
 ]
 
-_COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+
+
+# The record keys of the module docstring, written and read through these functions only;
+# a key of several records called with "" is the prefix they share.
+
+
+def _live_key(name: str) -> bytes:
+    """Key of the live manifest."""
+    return name.encode()
 
 
 def _candidate_key(name: str) -> bytes:
@@ -47,10 +55,12 @@ def _candidate_key(name: str) -> bytes:
 
 
 def _history_key(name: str) -> bytes:
+    """Key of the list of versions that have been live."""
     return f"{name}#history".encode()
 
 
 def _archive_key(name: str, version: str) -> bytes:
+    """Key of one published version's manifest."""
     return f"{name}@{version}".encode()
 
 
@@ -115,7 +125,7 @@ class ModelRegistry:
 async def ensure_model_topic(settings: Settings) -> None:
     """Create the compacted model topic (one partition keeps records in order) if missing,
     with the replication settings every segstream topic gets."""
-    await ensure_topics(settings, [TopicSpec(settings.model_topic, 1, _COMPACTED)])
+    await ensure_topics(settings, [TopicSpec(settings.model_topic, 1, COMPACTED)])
 
 
 async def read_registry(settings: Settings, name: str) -> ModelRegistry:
@@ -129,13 +139,8 @@ async def read_registry(settings: Settings, name: str) -> ModelRegistry:
         partitions = [TopicPartition(settings.model_topic, 0)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await bounded(settings, consumer.end_offsets(partitions), "reading the model topic")
-        end = ends[partitions[0]]
-        while await consumer.position(partitions[0]) < end:
-            batches = await consumer.getmany(*partitions, timeout_ms=1000)
-            for messages in batches.values():
-                for message in messages:
-                    apply_record(registry, message.key, message.value, settings.model_signing_key)
+        async for message in read_to_end(settings, consumer, partitions):
+            apply_record(registry, message.key, message.value, settings.model_signing_key)
     return registry
 
 
@@ -148,21 +153,21 @@ def apply_record(
     text = key.decode("utf-8", "replace")
     name = registry.name
     try:
-        if text == name and value is not None:
+        if key == _live_key(name) and value is not None:
             registry.live = parse_manifest(value, signing_key, f"{name} (live)")
-        elif text == f"{name}#candidate":
+        elif key == _candidate_key(name):
             registry.candidate = (
                 parse_manifest(value, signing_key, f"{name} (candidate)") if value else None
             )
-        elif text.startswith(f"{name}@") and value is not None:
+        elif key.startswith(_archive_key(name, "")) and value is not None:
             manifest = parse_manifest(value, signing_key, text)
             registry.archive[manifest.version] = manifest
-        elif text == f"{name}#history" and value is not None:
+        elif key == _history_key(name) and value is not None:
             registry.history = [str(v) for v in json.loads(value)]
-        elif text.startswith(f"{name}#shadow#") and value is not None:
+        elif key.startswith(shadow_key(name, "")) and value is not None:
             registry.shadow[text] = json.loads(value)
-        elif text.startswith(f"{name}#refusals#"):
-            worker = text.removeprefix(f"{name}#refusals#")
+        elif key.startswith(refusals_key(name, "")):
+            worker = key.removeprefix(refusals_key(name, "")).decode("utf-8", "replace")
             report = json.loads(value) if value else {}
             registry.worker_refusals[worker] = {
                 str(k): str(v) for k, v in report.get("refused", {}).items()
@@ -245,7 +250,7 @@ async def _publish(
         registry.candidate = signed
     else:
         records.append((_history_key(manifest.name), json.dumps(history).encode()))
-        records.append((manifest.name.encode(), body))
+        records.append((_live_key(manifest.name), body))
         if registry.candidate is not None and registry.candidate.version == manifest.version:
             records.append((_candidate_key(manifest.name), None))
             registry.candidate = None

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from schemas import CustomerSignup, Gender, ModelManifest
+from schemas import CustomerSignup, ModelManifest
+from schemas.features import build_features
 
 __all__ = ["ScoredBatch", "Scorer", "feature_matrix"]
 
@@ -20,24 +21,14 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 
-def _feature_value(signup: CustomerSignup, feature: str) -> float:
-    if feature == "age":
-        return signup.age
-    if feature == "annual_income":
-        return signup.annual_income
-    if feature == "gender_female":
-        return 1.0 if signup.gender is Gender.FEMALE else 0.0
-    raise KeyError(feature)
-
-
 def feature_matrix(signups: Sequence[CustomerSignup], features: Sequence[str]) -> FloatArray:
     """Raw feature matrix (rows: signups, columns: features in manifest order)."""
-    if tuple(features) == ("age", "annual_income"):
-        # The common case, built without a per-cell Python call.
-        flat = [value for s in signups for value in (s.age, s.annual_income)]
-        return np.asarray(flat, dtype=np.float64).reshape(len(signups), 2)
-    rows = [[_feature_value(s, f) for f in features] for s in signups]
-    return np.asarray(rows, dtype=np.float64).reshape(len(signups), len(features))
+    return build_features(
+        features,
+        [s.age for s in signups],
+        [s.annual_income for s in signups],
+        lambda: [s.gender for s in signups],
+    )
 
 
 @dataclass(frozen=True)

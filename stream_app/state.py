@@ -1,4 +1,7 @@
-"""The worker's live state: the models it scores with and what it has done so far."""
+"""The worker's live state: the models it scores with and the shadow comparison so far.
+
+What the worker has done is counted in stream_app.metrics only; the status views read it there.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +18,20 @@ __all__ = ["WorkerState"]
 
 @dataclass
 class WorkerState:
-    """Live and candidate scorers plus the counters the health endpoints show."""
+    """Live and candidate scorers, why no model is live, and the candidate's comparison."""
 
     scorer: Scorer | None = None
     candidate: Scorer | None = None
     model_source: str | None = None
     model_error: str | None = "no model loaded yet"
     model_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    consumed: int = 0
-    assigned: int = 0
-    dead_lettered: int = 0
-    models_refused: int = 0
     last_refusal: str | None = None
-    segments: Counter[str] = field(default_factory=Counter)
-    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
+    #: Events the candidate scored and, by `live->candidate` pair, where it disagreed; both
+    #: start from zero with each new candidate (the metrics keep the worker's totals).
     shadow_compared: int = 0
     shadow_pairs: Counter[str] = field(default_factory=Counter)
 
-    def use(self, manifest: ModelManifest, source: str = "file") -> bool:
+    def make_live(self, manifest: ModelManifest, source: str = "file") -> bool:
         """Make manifest the live model; False when that version is already live."""
         if self.scorer is not None and self.scorer.manifest == manifest:
             return False
@@ -40,11 +39,11 @@ class WorkerState:
         self.model_source = source
         self.model_error = None
         if self.candidate is not None and self.candidate.manifest.version == manifest.version:
-            self.use_candidate(None)
+            self.set_candidate(None)
         self.model_ready.set()
         return True
 
-    def use_candidate(self, manifest: ModelManifest | None) -> bool:
+    def set_candidate(self, manifest: ModelManifest | None) -> bool:
         """Set or clear the shadow candidate; its comparison figures start again from zero."""
         current = self.candidate.manifest if self.candidate else None
         if current == manifest:
@@ -55,8 +54,7 @@ class WorkerState:
         return True
 
     def refuse(self, reason: str) -> None:
-        """Count a manifest that was refused, keeping the model that is live."""
-        self.models_refused += 1
+        """Note why a manifest was refused; the model that is live stays."""
         self.last_refusal = reason
 
     def require_scorer(self) -> Scorer:
@@ -77,7 +75,7 @@ class WorkerState:
         }
 
     def snapshot(self) -> dict[str, object]:
-        """Counters and model facts as plain JSON-able values."""
+        """Model facts as plain JSON-able values."""
         manifest = self.scorer.manifest if self.scorer else None
         return {
             "model": (
@@ -86,12 +84,6 @@ class WorkerState:
                 else None
             ),
             "model_error": self.model_error,
-            "models_refused": self.models_refused,
             "last_refusal": self.last_refusal,
-            "consumed": self.consumed,
-            "assigned": self.assigned,
-            "dead_lettered": self.dead_lettered,
-            "segments": dict(self.segments),
-            "dead_letter_reasons": dict(self.dead_letter_reasons),
             "shadow": self.shadow_figures(),
         }

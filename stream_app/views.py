@@ -15,21 +15,28 @@ if TYPE_CHECKING:
 __all__ = ["register_views"]
 
 
+def _status(segmentation: SegmentationApp) -> dict[str, object]:
+    """The model, the counters (from the metrics) and the data plane, for /health and /ready."""
+    return {
+        **segmentation.state.snapshot(),
+        **segmentation.metrics.counts(),
+        "data_plane": segmentation.plane.status.snapshot(),
+    }
+
+
 def register_views(segmentation: SegmentationApp) -> None:
     """Serve /health, /ready, /metrics and /customers/{id} on the worker's web port."""
-    app, state, metrics = segmentation.app, segmentation.state, segmentation.metrics
+    faust_app, state, metrics = segmentation.faust_app, segmentation.state, segmentation.metrics
     plane, settings = segmentation.plane, segmentation.settings
 
-    @app.page("/health")
+    @faust_app.page("/health")
     class Health(View):
         """Liveness: the process and its event loop answer."""
 
         async def get(self, request: Request) -> Response:
-            return self.json(
-                {"status": "ok", **state.snapshot(), "data_plane": plane.status.snapshot()}
-            )
+            return self.json({"status": "ok", **_status(segmentation)})
 
-    @app.page("/ready")
+    @faust_app.page("/ready")
     class Ready(View):
         """Readiness: a model is live, the broker answers, and the backlog moves."""
 
@@ -42,12 +49,11 @@ def register_views(segmentation: SegmentationApp) -> None:
             body = {
                 "ready": problem is None,
                 "reason": problem,
-                **state.snapshot(),
-                "data_plane": plane.status.snapshot(),
+                **_status(segmentation),
             }
             return self.json(body, status=200 if problem is None else 503)
 
-    @app.page("/metrics")
+    @faust_app.page("/metrics")
     class Metrics(View):
         """Prometheus metrics."""
 
@@ -57,7 +63,7 @@ def register_views(segmentation: SegmentationApp) -> None:
 
     lookup = Lookup(settings, plane.audiences)
 
-    @app.page("/customers/{customer_id}")
+    @faust_app.page("/customers/{customer_id}")
     class Customer(View):
         """A customer's current segment, model version and since when; 404 when unknown."""
 

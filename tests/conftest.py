@@ -29,7 +29,7 @@ SEGSTREAM = Path(sys.executable).with_name("segstream")
 @pytest.fixture(autouse=True)
 def _no_segstream_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts from the defaults: no SEGSTREAM_ variable, no cached settings."""
-    from stream_app import cli
+    from stream_app.cli import common as cli
     from stream_app.settings import get_settings
 
     for name in [n for n in os.environ if n.upper().startswith("SEGSTREAM_")]:

@@ -29,7 +29,7 @@ _HOMES = {
     "TrainedModel": "training.fit",
     "fit_model": "training.fit",
     "save_model": "training.store",
-    "load_manifest": "training.store",
+    "load_manifest": "schemas.model_files",
     "write_report": "training.report",
     "generate_customers": "training.generate",
     "generate_signups": "training.generate",

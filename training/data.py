@@ -349,8 +349,8 @@ def load_customers(
     for reason, mask in later_checks:
         reasons[(reasons == 0) & mask] = _REASON_CODES[reason]
     del table
-    # Arrow's allocator keeps freed text buffers for reuse (about 750 MiB for 10M rows);
-    # hand them back before fitting needs the memory for numpy arrays instead.
+    # Arrow's allocator keeps freed text buffers for reuse (hundreds of MiB for a large
+    # table); hand them back before fitting needs the memory for numpy arrays instead.
     pa.default_memory_pool().release_unused()
 
     usable = reasons == 0

@@ -19,20 +19,19 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from schemas import DataError, ModelManifest, ScalerParams, SegmentProfile
+from schemas.features import KNOWN_FEATURES, build_features
 from training.data import CustomerTable
 from training.naming import Profile, SegmentName, follow_previous, name_segments
 from training.selection import K_RANGE, choose_k, score_ks
 from training.stability import bootstrap_stability
 
 __all__ = [
-    "FEATURE_CHOICES",
     "TrainedModel",
     "feature_frame",
     "fit_model",
     "parse_features",
 ]
 
-FEATURE_CHOICES = ("age", "annual_income", "gender_female")
 _FEATURE_ALIASES = {"gender": "gender_female", "income": "annual_income"}
 #: Up to this many rows K-Means runs with ten restarts on every row; above, the restarts run
 #: on a sample of this size and Lloyd iterations from the best of them finish on every row.
@@ -64,9 +63,9 @@ def parse_features(spec: str) -> list[str]:
         feature = _FEATURE_ALIASES.get(part.strip(), part.strip())
         if not feature:
             continue
-        if feature not in FEATURE_CHOICES:
+        if feature not in KNOWN_FEATURES:
             raise DataError(
-                f"unknown feature {part.strip()!r}; choose from {', '.join(FEATURE_CHOICES)}"
+                f"unknown feature {part.strip()!r}; choose from {', '.join(KNOWN_FEATURES)}"
             )
         if feature not in features:
             features.append(feature)
@@ -77,13 +76,12 @@ def parse_features(spec: str) -> list[str]:
 
 def feature_frame(frame: pd.DataFrame, features: list[str]) -> FloatArray:
     """Raw feature matrix in manifest order from a canonical customer frame."""
-    columns = []
-    for feature in features:
-        if feature == "gender_female":
-            columns.append((frame["gender"] == "female").to_numpy(dtype=np.float64))
-        else:
-            columns.append(frame[feature].to_numpy(dtype=np.float64))
-    return np.column_stack(columns)
+    return build_features(
+        features,
+        frame["age"].to_numpy(),
+        frame["annual_income"].to_numpy(),
+        lambda: frame["gender"].to_numpy(dtype=object),
+    )
 
 
 @contextmanager
@@ -200,9 +198,9 @@ def fit_model(
 ) -> TrainedModel:
     """Choose k (None: by the rule in training.selection), fit, name and measure stability."""
     step = on_step or (lambda _description: None)
-    unknown = [f for f in features if f not in FEATURE_CHOICES]
+    unknown = [f for f in features if f not in KNOWN_FEATURES]
     if unknown:
-        raise DataError(f"unknown feature {unknown[0]!r}; choose from {', '.join(FEATURE_CHOICES)}")
+        raise DataError(f"unknown feature {unknown[0]!r}; choose from {', '.join(KNOWN_FEATURES)}")
     x = feature_frame(table.frame, features)
     if k is not None and len(x) < k:
         raise DataError(f"{len(x)} usable rows cannot make {k} segments")

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy.optimize import linear_sum_assignment
 
-from schemas import DataError, ModelManifest
+from schemas import DataError, ModelManifest, SegmentProfile
 
 __all__ = [
     "MAX_MATCH_DISTANCE",
@@ -35,9 +35,27 @@ def female_share(value: float) -> str:
     """A centroid's gender_female coordinate as people read it: `52% female`.
 
     The coordinate is a share of the cluster's customers, but comes back from the scaler as
-    a float that can sit a hair below 0 or above 1 (which printed as `-0% female`).
+    a float that can sit a hair below 0 or above 1, which must not read `-0% female`.
     """
     return f"{round(min(max(value, 0.0), 1.0) * 100):d}% female"
+
+
+def money(value: float) -> str:
+    """An amount as people skim it in a table: `$52k`."""
+    return f"${value / 1000:,.0f}k"
+
+
+def centroid_text(segment: SegmentProfile) -> str:
+    """A segment's centroid in raw units, as the report and the terminal show it."""
+    parts = []
+    for feature, value in segment.centroid.items():
+        if feature == "age":
+            parts.append(f"{value:.0f} years")
+        elif feature == "annual_income":
+            parts.append(money(value))
+        else:
+            parts.append(female_share(value))
+    return ", ".join(parts)
 
 
 class Profile(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import html
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +11,17 @@ import matplotlib as mpl
 
 mpl.use("Agg")  # headless: no display is needed or wanted
 
+import jinja2
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from schemas import ModelManifest, SegmentProfile
+from schemas import ModelManifest
 from schemas.manifest import KSelection
+from schemas.model_files import load_manifest, model_directory
 from training.data import BAD_ROW_REASONS
-from training.naming import female_share
-from training.store import PLOT_SAMPLE_FILE, load_manifest, model_directory
+from training.naming import centroid_text, money
+from training.store import PLOT_SAMPLE_FILE
 
 __all__ = ["REPORT_FILES", "place_labels", "write_report"]
 
@@ -166,122 +168,31 @@ def _curve_png(selection: KSelection, metric: str, path: Path) -> bytes:
     return _save(figure, path)
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value))
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _money(value: float) -> str:
-    return f"${value / 1000:,.0f}k"
+def _percent(value: float, digits: int = 0) -> str:
+    return f"{value:.{digits}%}"
 
 
-def _range(segment: SegmentProfile, column: str) -> str:
-    if len(segment.ranges.get(column, [])) != 2:
-        return "&ndash;"
-    low, high = segment.ranges[column]
-    if column == "annual_income":
-        return f"{_money(low)}&ndash;{_money(high)}"
-    return f"{low:.0f}&ndash;{high:.0f}"
-
-
-def _centroid(segment: SegmentProfile) -> str:
-    parts = []
-    for feature, value in segment.centroid.items():
-        if feature == "age":
-            parts.append(f"{value:.0f} years")
-        elif feature == "annual_income":
-            parts.append(_money(value))
-        else:
-            parts.append(female_share(value))
-    return ", ".join(parts)
-
-
-def _profile_rows(manifest: ModelManifest) -> str:
-    total = sum(s.size for s in manifest.segments) or 1
-    rows = []
-    for index, segment in enumerate(manifest.segments):
-        mix = ", ".join(f"{_e(g)} {share:.0%}" for g, share in segment.gender_mix.items())
-        rows.append(
-            "<tr>"
-            f'<td><span class="swatch" style="background:{_colour(index)}"></span>'
-            f"<b>{_e(segment.name)}</b><br><code>{_e(segment.id)}</code>"
-            f'<div class="muted">{_e(segment.description)}</div></td>'
-            f'<td class="num">{segment.size:,}<br><span class="muted">'
-            f"{segment.size / total:.0%}</span></td>"
-            f"<td>{_range(segment, 'age')}</td>"
-            f"<td>{_range(segment, 'annual_income')}</td>"
-            f"<td>{_e(_centroid(segment))}</td>"
-            f"<td>{mix or '&ndash;'}</td>"
-            f"<td>{_e(segment.action)}</td>"
-            "</tr>"
-        )
-    return "\n".join(rows)
-
-
-def _bad_rows_section(manifest: ModelManifest) -> str:
-    bad = manifest.bad_rows
-    excluded = bad.total_rows - bad.used_rows
-    head = (
-        f"<p>{bad.used_rows:,} of {bad.total_rows:,} rows were used; {excluded:,} were excluded "
-        "(each row counts once, for the first problem found; row 1 is the first row after the "
-        "header).</p>"
+@cache
+def _template() -> jinja2.Template:
+    """The report page (training/templates/report.html.j2), every value HTML-escaped."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("training", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
     )
-    if not bad.excluded:
-        return head
-    rows = "\n".join(
-        f"<tr><td><code>{_e(reason)}</code></td><td>{_e(BAD_ROW_REASONS.get(reason, ''))}</td>"
-        f'<td class="num">{count:,}</td>'
-        f"<td>{_e(', '.join(map(str, bad.examples.get(reason, []))))}</td></tr>"
-        for reason, count in bad.excluded.items()
+    environment.filters.update(
+        money=money, centroid_text=centroid_text, percent=_percent, thousands="{:,}".format
     )
-    return (
-        head + "<table><thead><tr><th>Reason</th><th>Meaning</th><th>Rows</th>"
-        "<th>Example rows</th></tr></thead><tbody>" + rows + "</tbody></table>"
-    )
+    return environment.get_template("report.html.j2")
 
 
 def _stability_text(manifest: ModelManifest) -> str:
-    stability = manifest.stability
-    if stability is None:
-        return "<p>Not measured (trained with <code>--resamples 0</code>).</p>"
-    return (
-        f'<p class="big">{stability.mean_agreement:.1%}</p>'
-        f"<p>of customers keep their segment id when the model is retrained on a bootstrap "
-        f"resample of the table (mean of {stability.resamples} retrains on "
-        f"{stability.sample_rows:,} customers; the worst retrain kept "
-        f"{stability.min_agreement:.1%}).</p>"
-        + (
-            ""
-            if stability.mean_agreement >= STABLE_AGREEMENT
-            else f"<p><b>Below {STABLE_AGREEMENT:.0%}:</b> retrains would move many customers "
-            f"to another segment; {_steadier(manifest)}</p>"
-        )
-    )
-
-
-def _steadier(manifest: ModelManifest) -> str:
-    """What would likely make segment ids steadier, without suggesting what was already done."""
-    selection = manifest.k_selection
-    if selection is not None and selection.mode == "fixed":
-        return "fewer segments (or <code>--k auto</code>) are likely steadier."
-    return "fewer segments (a smaller <code>--k</code>) are likely steadier."
-
-
-def _k_text(manifest: ModelManifest) -> str:
-    selection = manifest.k_selection
-    if selection is None:
-        return "<p>No k curves were stored with this model.</p>"
-    elbow = (
-        f"; the elbow of the inertia curve is at k={selection.elbow_k}" if selection.elbow_k else ""
-    )
-    how = "chosen automatically" if selection.mode == "auto" else "forced"
-    return (
-        f"<p>k={selection.chosen_k} was {how}{elbow}. Rule: {_e(selection.rule)}. Curves computed "
-        f"on {selection.sample_rows:,} customers.</p>"
-    )
-
-
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    """The report's stability section: the figure, and what to try when it is low."""
+    return str(_template().module.stability_section(manifest, STABLE_AGREEMENT))  # type: ignore[attr-defined]  # macros are attributes made at run time
 
 
 _STYLE = """
@@ -316,60 +227,18 @@ def write_report(model_dir: Path) -> Path:
     elbow = _curve_png(selection, "inertia", directory / "elbow.png")
     silhouette = _curve_png(selection, "silhouette", directory / "silhouette.png")
 
-    bad = manifest.bad_rows
-    stability = f"{manifest.stability.mean_agreement:.1%}" if manifest.stability else "not measured"
-    mapping = ", ".join(
-        f"{k} &larr; <code>{_e(v)}</code>" for k, v in manifest.column_mapping.items()
+    page = _template().render(
+        manifest=manifest,
+        style=_STYLE,
+        images={
+            "clusters": _data_uri(clusters),
+            "elbow": _data_uri(elbow),
+            "silhouette": _data_uri(silhouette),
+        },
+        colours=[_colour(index) for index in range(len(manifest.segments))],
+        reasons=BAD_ROW_REASONS,
+        stable_agreement=STABLE_AGREEMENT,
     )
-    cards = [
-        ("Customers used", f"{bad.used_rows:,}"),
-        ("Rows excluded", f"{bad.total_rows - bad.used_rows:,}"),
-        ("Segments", f"{len(manifest.segments)}"),
-        ("Keep their segment on retrain", stability),
-    ]
-    inherited = (
-        f"; segment ids inherited from model <code>{_e(manifest.previous_version)}</code>"
-        if manifest.previous_version
-        else ""
-    )
-    cards_html = "".join(
-        f'<div class="card"><div class="muted">{_e(title)}</div>'
-        f'<div class="value">{_e(value)}</div></div>'
-        for title, value in cards
-    )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Segments: {_e(manifest.name)} {_e(manifest.version)}</title>
-<style>{_STYLE}</style></head>
-<body>
-<h1>Customer segments</h1>
-<div class="muted">model <code>{_e(manifest.name)}</code> version <code>{
-        _e(manifest.version)
-    }</code>,
-trained {_e(manifest.created_at.isoformat())} on {_e(", ".join(manifest.features))}</div>
-<div class="cards">{cards_html}</div>
-<h2>Segments</h2>
-<img src="{_data_uri(clusters)}" alt="customers coloured by segment, centroids as red squares">
-<table><thead><tr><th>Segment</th><th>Customers</th><th>Age range</th><th>Income range</th>
-<th>Centroid</th><th>Gender mix</th><th>Strategic action</th></tr></thead>
-<tbody>
-{_profile_rows(manifest)}
-</tbody></table>
-<p class="muted">Ranges are the 5th to 95th percentile of the segment's customers.</p>
-<h2>Choosing k</h2>
-<div class="curves"><img src="{_data_uri(elbow)}" alt="elbow curve">
-<img src="{_data_uri(silhouette)}" alt="silhouette curve"></div>
-{_k_text(manifest)}
-<h2>Stability</h2>
-{_stability_text(manifest)}
-<h2>Data quality</h2>
-{_bad_rows_section(manifest)}
-<h2>Training data</h2>
-<p>Columns: {mapping or "&ndash;"}; income in {_e(manifest.income_unit or "dollars")}.<br>
-Fingerprint <code>{_e(manifest.training_data_fingerprint)}</code>; seed
-{manifest.random_state}{inherited}.</p>
-</body></html>
-"""
     path = directory / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

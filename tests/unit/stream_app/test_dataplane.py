@@ -32,7 +32,9 @@ def _messages(partition: int, offsets: range) -> list[FakeMessage]:
 
 def _plane():  # type: ignore[no-untyped-def]
     plane, delivery = plane_with_fakes(Settings())
-    plane.state.use(toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]]))
+    plane.state.make_live(
+        toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])
+    )
     plane._assigned = {(TOPIC, 0), (TOPIC, 1)}
     return plane, delivery
 
@@ -40,10 +42,11 @@ def _plane():  # type: ignore[no-untyped-def]
 def test_a_commit_carries_the_next_offset_of_every_partition_and_counts_after_it() -> None:
     plane, delivery = _plane()
     plane._process(_messages(0, range(10, 15)) + _messages(1, range(3, 5)))  # type: ignore[arg-type]
-    assert plane.state.consumed == 0, "nothing counts before it is committed"
+    assert plane.metrics.counts()["consumed"] == 0, "nothing counts before it is committed"
     plane._commit()
     assert delivery.committed == [[(TOPIC, 0, 15), (TOPIC, 1, 5)]]
-    assert (plane.state.consumed, plane.state.assigned) == (7, 7)
+    counts = plane.metrics.counts()
+    assert (counts["consumed"], counts["assigned"]) == (7, 7)
     assert len(delivery.sent["customer-segments"]) == 7
 
 
@@ -55,7 +58,7 @@ def test_an_aborted_commit_reads_its_records_again_and_counts_nothing() -> None:
     consumer = plane._consumer
     assert isinstance(consumer, SeekingConsumer)
     assert sorted(consumer.seeks) == [(TOPIC, 0, 10), (TOPIC, 1, 3)]
-    assert plane.state.consumed == 0
+    assert plane.metrics.counts()["consumed"] == 0
     assert plane._pending.count == 0
     assert plane.metrics.aborts._value.get() == 1
 
@@ -69,7 +72,7 @@ def test_a_batch_that_cannot_be_sent_is_read_again_with_what_was_in_flight() -> 
     assert isinstance(consumer, SeekingConsumer)
     assert sorted(consumer.seeks) == [(TOPIC, 0, 10), (TOPIC, 1, 3)]
     assert plane._pending.count == 0, "nothing in flight is left to commit"
-    assert plane.state.consumed == 0
+    assert plane.metrics.counts()["consumed"] == 0
 
 
 def test_a_revocation_commits_the_batch_in_flight_before_the_partitions_go() -> None:

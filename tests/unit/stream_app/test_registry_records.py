@@ -84,7 +84,7 @@ def test_a_worker_logs_and_counts_each_refused_version_once(
         "refused model version v2",
         "refused model version customer-segments@v3",
     ]
-    assert state.models_refused == 2
+    assert metrics.counts()["models_refused"] == 2
     assert metrics.models_refused._value.get() == 2
     assert len(sent) == 1  # the report goes out when it changes, not on every read
     assert json.loads(sent[0][1])["refused"]["v2"] == "manifest v2 is not signed"

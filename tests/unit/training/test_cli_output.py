@@ -12,8 +12,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from stream_app.cli import app
+from stream_app.cli.training import _warn_duplicate_names, summary_table
 from tests.unit.stream_app.toy import toy_manifest
-from training.cli import _warn_duplicate_names, summary_table
 from training.naming import female_share
 from training.report import _colour, _stability_text, place_labels
 

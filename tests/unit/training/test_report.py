@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from schemas.model_files import load_manifest
 from training.data import load_customers
 from training.fit import fit_model
 from training.naming import load_catalogue
 from training.report import REPORT_FILES, write_report
-from training.store import load_manifest, save_model
+from training.store import save_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

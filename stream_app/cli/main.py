@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,15 +26,17 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from schemas import ConfigurationError, DataError, SegstreamError, export_json_schemas
-from training import cli as training_cli
-from training.cli import open_output
+from stream_app.cli import training as training_commands
+from stream_app.cli.common import console, load_settings, open_output
+from stream_app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from stream_app.model_registry import ModelRegistry
 
 __all__ = ["app", "main"]
 
 #: Exit status of a usage error (bad option or argument), as click and most Unix tools use.
 USAGE_ERROR = 2
-
-console = Console(stderr=True)
 
 
 def _one_line(text: str) -> str:
@@ -69,8 +71,6 @@ def _usage_line(exc: Any) -> str:
 
 def _unexpected(exc: BaseException) -> str:
     """The one line for an error segstream did not foresee; the traceback only on debug."""
-    from stream_app.settings import get_settings
-
     try:
         debug = get_settings().log_level == "debug"
     except SegstreamError:
@@ -96,7 +96,6 @@ def _describe(exc: BaseException) -> str:
         )
     if type(exc).__module__.startswith("aiokafka"):
         from stream_app.kafka_io import kafka_failure
-        from stream_app.settings import get_settings
 
         return str(kafka_failure(exc, get_settings().bootstrap_servers))
     if isinstance(exc, OSError) and exc.strerror:
@@ -180,23 +179,7 @@ def _start(
     # aiokafka's own error lines ("Unable connect to ...") on stderr before ours. A worker's
     # Faust replaces the root logger's handlers with its own once it starts.
     logging.getLogger().addHandler(logging.NullHandler())
-    _settings()  # invalid settings stop every command here, with one line
-
-
-_warned = False
-
-
-def _settings() -> Any:
-    """The settings; the first call warns about SEGSTREAM_ variables that are no setting."""
-    global _warned
-    from stream_app.settings import get_settings, unknown_variable_warnings
-
-    settings = get_settings()
-    if not _warned:
-        _warned = True
-        for warning in unknown_variable_warnings():
-            typer.echo(f"segstream: warning: {warning}", err=True)
-    return settings
+    load_settings()  # invalid settings stop every command here, with one line
 
 
 def _progress() -> Progress:
@@ -231,7 +214,7 @@ def settings_command(
     """Print every SEGSTREAM_ setting: the value in effect and where it came from."""
     from stream_app.settings import effective_settings_table, settings_table
 
-    typer.echo(settings_table() if defaults else effective_settings_table(_settings()))
+    typer.echo(settings_table() if defaults else effective_settings_table(load_settings()))
 
 
 @app.command("score")
@@ -245,12 +228,12 @@ def score_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 10_000,
 ) -> None:
     """Score a file offline with exactly the worker's logic; invalid records are set aside."""
+    from schemas.model_files import load_manifest
     from stream_app.kafka_io import read_replay_file
-    from stream_app.model_store import load_manifest
     from stream_app.pipeline import SourceRecord, process_records
     from stream_app.scorer import Scorer
 
-    settings = _settings()
+    settings = load_settings()
     scorer = Scorer(load_manifest(model, settings.model_signing_key))
     dlq_path = dead_letters or (out.with_suffix(".dlq.jsonl") if out else Path("score.dlq.jsonl"))
     values = read_replay_file(input_file)  # checks the input before any output is opened
@@ -310,7 +293,7 @@ def score_command(
 WEB_PORT_FILE = "web-port"
 
 
-def _with_web_port(settings: Any) -> Any:
+def _with_web_port(settings: Settings) -> Settings:
     """Settings with a real web port (a free one for SEGSTREAM_WEB_PORT=0), noted for `probe`."""
     if settings.web_port == 0:
         # Several workers sharing one network (docker-compose with host networking) each
@@ -330,8 +313,10 @@ def worker_command() -> None:
 
     from stream_app.app import create_app
     from stream_app.kafka_io import create_topics, ensure_state_topics, missing_topics
+    from stream_app.pins import check_pins
 
-    settings = _settings()
+    check_pins()  # before anything connects: the worker runs only on the versions pinned
+    settings = load_settings()
     _check_port_free(settings.web_host, settings.web_port)
     settings = _with_web_port(settings)
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic]
@@ -353,7 +338,7 @@ def worker_command() -> None:
                 "SEGSTREAM_CREATE_TOPICS=true to let the worker create them"
             )
     segmentation = create_app(settings)
-    worker = Worker(segmentation.app, loglevel=settings.log_level, quiet=True)
+    worker = Worker(segmentation.faust_app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
 
 
@@ -385,7 +370,7 @@ def probe_command(
 
     from stream_app.exceptions import WorkerUnavailableError
 
-    settings = _settings()
+    settings = load_settings()
     url = f"http://{_local_worker_address(settings)}/{path.lstrip('/')}"
     try:
         with urlopen(url, timeout=timeout) as response:
@@ -414,7 +399,7 @@ def customer_command(
 
     from stream_app.exceptions import CustomerNotFoundError, WorkerUnavailableError
 
-    settings = _settings()
+    settings = load_settings()
     base = (url or f"http://{_local_worker_address(settings)}").rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise ConfigurationError(f"--url {base}: give an http:// or https:// address")
@@ -434,7 +419,7 @@ def customer_command(
         raise WorkerUnavailableError(f"no answer from {target}: {reason}") from None
 
 
-def _local_worker_address(settings: Any) -> str:
+def _local_worker_address(settings: Settings) -> str:
     """host:port of the worker on this machine (its noted port when it picked one)."""
     from stream_app.exceptions import WorkerUnavailableError
 
@@ -462,7 +447,7 @@ def replay_command(
     """Produce a recorded or generated signup stream to the input topic."""
     from stream_app.kafka_io import check_topic_name, read_replay_file, replay
 
-    settings = _settings()
+    settings = load_settings()
     target = check_topic_name(topic or settings.input_topic)
     values = list(read_replay_file(file))
     with _progress() as progress:
@@ -491,7 +476,7 @@ def tail_command(
     """Print records (assignments by default) as JSON lines as they arrive."""
     from stream_app.kafka_io import consume
 
-    settings = _settings()
+    settings = load_settings()
     target = topic or settings.output_topic
 
     async def run() -> None:
@@ -518,11 +503,11 @@ def publish_command(
     name: Annotated[str | None, typer.Option(help="model name (default: the setting)")] = None,
 ) -> None:
     """Publish a model's manifest to the compacted model topic; every worker follows it."""
+    from schemas.model_files import load_manifest
     from stream_app.model_registry import publish_manifest
     from stream_app.model_registry import rollback as rollback_model
-    from stream_app.model_store import load_manifest
 
-    settings = _settings()
+    settings = load_settings()
     if rollback == (model_dir is not None):
         raise DataError("give either MODEL_DIR or --rollback")
     if rollback and shadow:
@@ -548,7 +533,7 @@ def promote_command(
     """Make a published version (normally the shadow candidate) the live model."""
     from stream_app.model_registry import promote
 
-    settings = _settings()
+    settings = load_settings()
     registry = asyncio.run(promote(settings, name or settings.model_name, version))
     typer.echo(f"{registry.name}: live {version}")
 
@@ -560,7 +545,7 @@ def models_command(
     """List the versions seen on the model topic, which is live, and the shadow comparison."""
     from stream_app.model_registry import read_registry
 
-    settings = _settings()
+    settings = load_settings()
     registry = asyncio.run(read_registry(settings, name or settings.model_name))
     live = registry.live.version if registry.live else None
     candidate = registry.candidate.version if registry.candidate else None
@@ -588,7 +573,7 @@ def models_command(
             typer.echo(f"refused by worker {worker}: {version}: {reason}")
 
 
-def _with_refusals(registry: Any, version: str | None) -> str:
+def _with_refusals(registry: ModelRegistry, version: str | None) -> str:
     """A version as `models` shows it: a version the workers refuse is not simply live."""
     if version is None:
         return "none"
@@ -607,10 +592,10 @@ def sign_command(
     model_dir: Annotated[Path, typer.Argument(help="model directory, manifest.json or root")],
 ) -> None:
     """Sign a trained model's manifest in place with SEGSTREAM_MODEL_SIGNING_KEY."""
+    from schemas.model_files import load_manifest, resolve_manifest_path
     from stream_app.model_registry import sign
-    from stream_app.model_store import load_manifest, resolve_manifest_path
 
-    settings = _settings()
+    settings = load_settings()
     if settings.model_signing_key is None:
         raise ConfigurationError(
             "SEGSTREAM_MODEL_SIGNING_KEY is not set: there is no key to sign with"
@@ -628,7 +613,7 @@ def topics_create_command(
     """Create the input, output, dead-letter, state and segment-change topics if missing."""
     from stream_app.kafka_io import create_topics, ensure_state_topics
 
-    settings = _settings()
+    settings = load_settings()
     names = [settings.input_topic, settings.output_topic, settings.dlq_topic]
     created = asyncio.run(create_topics(settings, names, partitions or settings.topic_partitions))
     if settings.customer_state:
@@ -639,11 +624,11 @@ def topics_create_command(
 
 
 generate_app = typer.Typer(help="Generate sample data.", no_args_is_help=True)
-generate_app.command("customers")(training_cli.generate_customers_command)
-generate_app.command("signups")(training_cli.generate_signups_command)
+generate_app.command("customers")(training_commands.generate_customers_command)
+generate_app.command("signups")(training_commands.generate_signups_command)
 app.add_typer(generate_app, name="generate")
-app.command("train")(training_cli.train_command)
-app.command("report")(training_cli.report_command)
+app.command("train")(training_commands.train_command)
+app.command("report")(training_commands.report_command)
 
 
 def main() -> None:

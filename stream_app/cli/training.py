@@ -1,7 +1,8 @@
-"""Command-line commands of the training side: generate sample data, train, report.
+"""The training commands of `segstream`: generate sample data, train, report.
 
-Registered on the `segstream` program by stream_app.cli, which also turns SegstreamError
-into one readable line.
+`training` and its libraries (pandas, scikit-learn, matplotlib) are imported inside the
+commands, so the rest of the program runs where the `train` extra is not installed.
+Registered on the program by stream_app.cli.main, which turns SegstreamError into one line.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,7 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from schemas import DataError, ModelManifest, SegmentProfile
+from schemas import DataError, ModelManifest
+from stream_app.cli.common import console, load_settings, open_output, say
 
 if TYPE_CHECKING:
     from training.fit import TrainedModel
@@ -33,30 +34,16 @@ if TYPE_CHECKING:
 __all__ = [
     "generate_customers_command",
     "generate_signups_command",
-    "open_output",
     "report_command",
     "summary_table",
     "train_command",
 ]
 
-console = Console(stderr=True)
 _MAX_K = 50
 #: k outside this range trains, with a warning: one segment names nothing, and beyond a dozen
 #: the catalogue's profiles run out and segment ids stop being stable.
 _SENSIBLE_K = range(2, 13)
 _VERSION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def open_output(out: Path | None, option: str) -> Any:
-    """A binary handle for an output file option; stdout when it is None or `-`."""
-    if out is None or str(out) == "-":
-        return sys.stdout.buffer
-    if out.is_dir():
-        raise DataError(f"{option} {out} is a directory; give a file name")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise DataError(f"{option} {out}: {out.parent} is a file, not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out.open("wb")
 
 
 def generate_customers_command(
@@ -100,11 +87,6 @@ def generate_signups_command(
         console.print(f"wrote {n} signups ({round(n * invalid_share)} invalid) to {out}")
 
 
-def _say(text: str) -> None:
-    # Plain lines: no wrapping at 80 columns in logs, and no markup taken from column names.
-    console.print(text, soft_wrap=True, markup=False, highlight=False)
-
-
 def _parse_k(text: str) -> int | None:
     if text.strip().lower() == "auto":
         return None
@@ -115,7 +97,7 @@ def _parse_k(text: str) -> int | None:
     if not 1 <= k <= _MAX_K:
         raise DataError(f"--k must be between 1 and {_MAX_K}, not {k}")
     if k not in _SENSIBLE_K:
-        _say(
+        say(
             f"warning: --k {k} is outside {_SENSIBLE_K.start}..{_SENSIBLE_K.stop - 1}: "
             + (
                 "one segment puts every customer together and its profile name means nothing"
@@ -213,10 +195,11 @@ def train_command(
         raise DataError("--unless-live only goes with --publish")
     if unless_live and _already_live(name):
         return
+    from schemas.model_files import load_manifest
     from training.data import load_customers, parse_column_overrides
     from training.fit import fit_model, parse_features
     from training.naming import load_catalogue
-    from training.store import load_manifest, save_model
+    from training.store import save_model
 
     if income_unit not in (None, "dollars", "thousands"):
         raise DataError(f"--income-unit must be dollars or thousands, not {income_unit!r}")
@@ -237,7 +220,7 @@ def train_command(
             require_gender="gender_female" in feature_list,
         )
         mapping = ", ".join(f"{canonical}={column}" for canonical, column in table.mapping.items())
-        _say(f"columns: {mapping}; {'; '.join(table.notes)}")
+        say(f"columns: {mapping}; {'; '.join(table.notes)}")
         model = fit_model(
             table,
             forced_k,
@@ -262,7 +245,7 @@ def train_command(
     _print_summary(model.manifest)
     _warn_duplicate_names(model.manifest)
     if report_path is not None:
-        _say(f"report: {report_path}")
+        say(f"report: {report_path}")
     if publish:
         _publish(model.manifest)
     typer.echo(directory)
@@ -272,12 +255,11 @@ def _signed(model: TrainedModel) -> TrainedModel:
     """The model with its manifest signed when SEGSTREAM_MODEL_SIGNING_KEY is set, so that
     `score` and workers holding the key accept it as it is."""
     from stream_app.model_registry import sign
-    from stream_app.settings import get_settings
 
-    key = get_settings().model_signing_key
+    key = load_settings().model_signing_key
     if key is None:
         return model
-    _say("signing the manifest with SEGSTREAM_MODEL_SIGNING_KEY")
+    say("signing the manifest with SEGSTREAM_MODEL_SIGNING_KEY")
     return dataclasses.replace(model, manifest=sign(model.manifest, key))
 
 
@@ -285,7 +267,7 @@ def _warn_duplicate_names(manifest: ModelManifest) -> None:
     names = Counter(segment.name for segment in manifest.segments)
     for name, count in sorted(names.items()):
         if count > 1:
-            _say(
+            say(
                 f"warning: {count} segments are named {name!r}: marketing cannot tell them "
                 "apart by name (fewer segments, or more profiles in --profiles, would)"
             )
@@ -296,9 +278,8 @@ def _check_model_topic() -> None:
     import asyncio
 
     from stream_app.model_registry import ensure_model_topic
-    from stream_app.settings import get_settings
 
-    asyncio.run(ensure_model_topic(get_settings()))
+    asyncio.run(ensure_model_topic(load_settings()))
 
 
 def _already_live(name: str) -> bool:
@@ -306,12 +287,11 @@ def _already_live(name: str) -> bool:
     import asyncio
 
     from stream_app.model_registry import read_registry
-    from stream_app.settings import get_settings
 
-    settings = get_settings()
+    settings = load_settings()
     live = asyncio.run(read_registry(settings, name)).live
     if live is not None:
-        _say(f"{name} {live.version} is live on {settings.model_topic}; nothing trained")
+        say(f"{name} {live.version} is live on {settings.model_topic}; nothing trained")
     return live is not None
 
 
@@ -320,12 +300,11 @@ def _publish(manifest: ModelManifest) -> None:
     import asyncio
 
     from stream_app.model_registry import publish_manifest
-    from stream_app.settings import get_settings
 
-    settings = get_settings()
+    settings = load_settings()
     asyncio.run(publish_manifest(settings, manifest))
     signed = "signed" if settings.model_signing_key else "unsigned"
-    _say(f"published {manifest.name} {manifest.version} live on {settings.model_topic} ({signed})")
+    say(f"published {manifest.name} {manifest.version} live on {settings.model_topic} ({signed})")
 
 
 def report_command(
@@ -337,22 +316,14 @@ def report_command(
     typer.echo(write_report(model))
 
 
-def _centroid(segment: SegmentProfile) -> str:
-    from training.naming import female_share
-
-    units = {"age": "{:.0f} y", "annual_income": "${:,.0f}"}
-    return ", ".join(
-        female_share(v) if f == "gender_female" else units[f].format(v)
-        for f, v in segment.centroid.items()
-    )
-
-
 def summary_table(manifest: ModelManifest) -> Table:
     """The segments of a model as a terminal table: ids whole, names and actions wrapped.
 
     Downstream rules match on segment ids, so an id cut to `traditional-s...` at 80 columns
     is useless; the other columns give way instead.
     """
+    from training.naming import centroid_text
+
     table = Table(title=f"model {manifest.name} {manifest.version}")
     widest_id = max((len(segment.id) for segment in manifest.segments), default=7)
     table.add_column("segment", no_wrap=True, min_width=max(widest_id, 7))
@@ -362,7 +333,7 @@ def summary_table(manifest: ModelManifest) -> Table:
     table.add_column("action", overflow="fold", ratio=3)
     for segment in manifest.segments:
         table.add_row(
-            segment.id, segment.name, f"{segment.size:,}", _centroid(segment), segment.action
+            segment.id, segment.name, f"{segment.size:,}", centroid_text(segment), segment.action
         )
     return table
 
@@ -374,20 +345,20 @@ def _print_summary(manifest: ModelManifest) -> None:
         silhouette = manifest.metrics.get("silhouette")
         rated = f", silhouette {silhouette:.3f}" if silhouette is not None else ""
         elbow = f", elbow at k={selection.elbow_k}" if selection.elbow_k else ""
-        _say(f"k={selection.chosen_k} ({selection.mode}{rated}{elbow})")
+        say(f"k={selection.chosen_k} ({selection.mode}{rated}{elbow})")
     if manifest.stability is not None:
         stability = manifest.stability
-        _say(
+        say(
             f"stability: {stability.mean_agreement:.1%} of customers keep their segment id over "
             f"{stability.resamples} bootstrap retrains (worst {stability.min_agreement:.1%}, "
             f"{stability.sample_rows:,} customers)"
         )
     bad = manifest.bad_rows
     if bad.excluded:
-        _say(f"excluded {bad.total_rows - bad.used_rows:,} of {bad.total_rows:,} rows:")
+        say(f"excluded {bad.total_rows - bad.used_rows:,} of {bad.total_rows:,} rows:")
         for reason, count in bad.excluded.items():
             examples = bad.examples.get(reason, [])
             rows = f"row{'s' if len(examples) > 1 else ''} {', '.join(map(str, examples))}"
-            _say(f"  {reason}: {count:,} (e.g. {rows})")
+            say(f"  {reason}: {count:,} (e.g. {rows})")
     else:
-        _say(f"all {bad.total_rows:,} rows used")
+        say(f"all {bad.total_rows:,} rows used")
