@@ -35,6 +35,7 @@ def member_client_id(worker: str, url: str) -> str:
     """The client.id a worker's consumer joins the group with: how peers reach its views."""
     return f"{MEMBER_PREFIX}{worker}|{url}"
 
+
 #: (HTTP status, body): 200 with the state, 404 when no worker holds it, 503 when the
 #: workers that might hold it could not be asked.
 LookupAnswer = tuple[int, dict[str, Any]]

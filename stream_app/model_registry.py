@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 
-
 # The record keys of the module docstring, written and read through these functions only;
 # a key of several records called with "" is the prefix they share.
 
