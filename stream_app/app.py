@@ -118,7 +118,9 @@ def create_app(settings: Settings) -> SegmentationApp:
     async def send_model_record(key: bytes, value: bytes) -> None:
         await segmentation.model_topic.send(key=key, value=value)
 
-    follower = ModelFollower(settings, state, metrics, send_model_record)
+    follower = ModelFollower(
+        settings, state, metrics, send_model_record, audience=plane.audience_report
+    )
 
     @faust_app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def follow_models() -> None:

@@ -470,6 +470,16 @@ class DataPlane:
             "complete": not self._shadow_scan,
         }
 
+    def audience_report(self) -> dict[str, object] | None:
+        """Re-segmentation progress and the shadow count, for `segstream models`."""
+        if self.audiences is None or not self.status.running:
+            return None
+        return {
+            "worker": worker_id(self.settings),
+            "resegment": self.status.resegment,
+            "shadow_state": self.status.shadow_state,
+        }
+
     def _show_rescan(self) -> None:
         assert self.audiences is not None
         remaining = sorted(self._rescan)

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
@@ -24,6 +25,7 @@ from stream_app.metrics import WorkerMetrics
 from stream_app.model_registry import (
     ModelRegistry,
     apply_record,
+    audience_key,
     ensure_model_topic,
     refusals_key,
     shadow_key,
@@ -41,6 +43,10 @@ _SHADOW_REPORT_SECONDS = 1.0
 _RESTART_SECONDS = 2.0
 
 SendRecord = Callable[[bytes, bytes], Awaitable[None]]
+#: The worker's audience report (re-segmentation progress), or None without customer state.
+AudienceReport = Callable[[], dict[str, Any] | None]
+#: A report is re-sent this often when nothing changed, so `models` can tell who is alive.
+_AUDIENCE_REPORT_SECONDS = 10.0
 
 
 def _log_restart(retry_state: RetryCallState) -> None:
@@ -53,12 +59,20 @@ class ModelFollower:
     """Applies what the model topic says to a WorkerState, for as long as the worker runs."""
 
     def __init__(
-        self, settings: Settings, state: WorkerState, metrics: WorkerMetrics, send: SendRecord
+        self,
+        settings: Settings,
+        state: WorkerState,
+        metrics: WorkerMetrics,
+        send: SendRecord,
+        audience: AudienceReport | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.metrics = metrics
         self.send = send
+        self.audience = audience
+        self._last_audience_report: str | None = None
+        self._last_audience_time = 0.0
         self.worker_name = f"{socket.gethostname()}-{os.getpid()}-{settings.web_port}"
         self._registry = ModelRegistry(name=settings.model_name)
         # Versions already logged and counted as refused: kept across restarts of the reader,
@@ -100,6 +114,7 @@ class ModelFollower:
                 self._sync()
                 await self._report_refusals()
                 await self._report_shadow()
+                await self._report_audience()
                 batches = await consumer.getmany(partition, timeout_ms=_POLL_MS)
                 for messages in batches.values():
                     for message in messages:
@@ -169,6 +184,22 @@ class ModelFollower:
             return
         if self.state.make_live(manifest, source=f"file {path}"):
             self._announce("live", manifest.version)
+
+    async def _report_audience(self) -> None:
+        """Tell `segstream models` how far this worker's re-segmentation is."""
+        report = self.audience() if self.audience is not None else None
+        if report is None:
+            return
+        body = json.dumps(report, sort_keys=True)
+        now = time.monotonic()
+        if body == self._last_audience_report and now - self._last_audience_time < (
+            _AUDIENCE_REPORT_SECONDS
+        ):
+            return
+        worker = str(report["worker"])
+        stamped = json.dumps({**report, "reported_at": time.time()}, sort_keys=True)
+        await self.send(audience_key(self.settings.model_name, worker), stamped.encode())
+        self._last_audience_report, self._last_audience_time = body, now
 
     async def _report_shadow(self) -> None:
         figures = self.state.shadow_figures()

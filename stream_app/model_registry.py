@@ -8,6 +8,8 @@ Records on the topic (all JSON, never a pickle), by key:
 - `<name>#history`    the ordered list of versions that have been live
 - `<name>#shadow#<worker>`  one worker's shadow-scoring comparison figures
 - `<name>#refusals#<worker>`  the versions one worker refuses, and why
+- `<name>#audience#<worker>`  one worker's re-segmentation progress and shadow count over
+  the customers in its state
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from stream_app.settings import Settings
 __all__ = [
     "ModelRegistry",
     "apply_record",
+    "audience_key",
     "ensure_model_topic",
     "promote",
     "publish_manifest",
@@ -73,6 +76,11 @@ def refusals_key(name: str, worker: str) -> bytes:
     return f"{name}#refusals#{worker}".encode()
 
 
+def audience_key(name: str, worker: str) -> bytes:
+    """Key of one worker's re-segmentation progress and shadow count over its customers."""
+    return f"{name}#audience#{worker}".encode()
+
+
 def _version_in(value: bytes | None, fallback: str) -> str:
     """The version a (possibly invalid) manifest claims, for naming it in a refusal."""
     try:
@@ -96,6 +104,8 @@ class ModelRegistry:
     refused: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: What each worker reported it refuses: worker -> {version: reason}.
     worker_refusals: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Each worker's latest audience report (stream_app.dataplane.DataPlane.audience_report).
+    audiences: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def refusals(self) -> dict[str, str]:
         """The refused versions and why, one entry per version."""
@@ -165,6 +175,9 @@ def apply_record(
             registry.history = [str(v) for v in json.loads(value)]
         elif key.startswith(shadow_key(name, "")) and value is not None:
             registry.shadow[text] = json.loads(value)
+        elif key.startswith(audience_key(name, "")) and value is not None:
+            worker = key.removeprefix(audience_key(name, "")).decode("utf-8", "replace")
+            registry.audiences[worker] = json.loads(value)
         elif key.startswith(refusals_key(name, "")):
             worker = key.removeprefix(refusals_key(name, "")).decode("utf-8", "replace")
             report = json.loads(value) if value else {}

@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
@@ -566,11 +567,42 @@ def models_command(
         typer.echo(f"shadow: {compared} events compared, {differ} in another segment{share}")
         for pair, count in pairs.most_common():
             typer.echo(f"  {pair}: {count}")
+    for line in _audience_lines(registry, live, candidate):
+        typer.echo(line)
     for version, reason in sorted(registry.refusals().items()):
         typer.echo(f"refused here: {version}: {reason}")
     for worker, refused in sorted(registry.worker_refusals.items()):
         for version, reason in sorted(refused.items()):
             typer.echo(f"refused by worker {worker}: {version}: {reason}")
+
+
+#: Workers that have not reported for this long are taken as gone.
+_AUDIENCE_REPORT_MAX_AGE = 60.0
+
+
+def _audience_lines(registry: ModelRegistry, live: str | None, candidate: str | None) -> list[str]:
+    """Re-segmentation progress and shadow counts over customers, from the workers' reports."""
+    now = time.time()
+    lines = []
+    for worker, report in sorted(registry.audiences.items()):
+        if now - float(report.get("reported_at", 0)) > _AUDIENCE_REPORT_MAX_AGE:
+            continue  # a worker that stopped reporting is gone
+        resegment = report.get("resegment") or {}
+        if live and resegment.get("model_version") == live:
+            remaining = resegment.get("partitions_remaining") or []
+            progress = (
+                "complete" if resegment.get("complete") else f"{len(remaining)} partitions to go"
+            )
+            lines.append(f"customers re-scored with {live} by worker {worker}: {progress}")
+        shadow = report.get("shadow_state") or {}
+        if candidate and shadow.get("candidate") == candidate:
+            done = "" if shadow.get("complete") else " so far"
+            lines.append(
+                f"shadow on customers in state of worker {worker}: "
+                f"{shadow.get('would_change', 0)} of {shadow.get('customers_compared', 0)} "
+                f"would change segment{done}"
+            )
+    return lines
 
 
 def _with_refusals(registry: ModelRegistry, version: str | None) -> str:

@@ -241,6 +241,27 @@ def test_a_new_model_moves_exactly_the_customers_it_scores_differently_and_rollb
         assert change["entered_segment_id"] == by_v2[change["customer_id"]]
         assert (change["previous_model_version"], change["model_version"]) == ("v1", "v2")
 
+    models = run_segstream(["models"], env=env)
+    assert models.returncode == 0, models.stderr
+    assert "customers re-scored with v2 by worker" in models.stdout
+    assert ": complete" in models.stdout
+
+    # A shadow candidate is counted against the customers in state, without emitting.
+    _publish(env, str(v1), "--shadow")
+
+    def shadow_state() -> dict[str, object]:
+        plane = worker.health("/health").json()["data_plane"]
+        return dict(plane.get("shadow_state") or {})
+
+    _wait_until(
+        lambda: shadow_state().get("candidate") == "v1" and shadow_state().get("complete"),
+        120,
+        "the shadow count over the customers in state is complete",
+    )
+    assert shadow_state()["would_change"] == len(moved)
+    assert shadow_state()["customers_compared"] == n
+    assert len(_changes(kafka, names)) == n + len(moved), "a shadow count emits nothing"
+
     _publish(env, "--rollback")
     _wait_until(lambda: _resegmented(worker, "v1"), 120, "re-segmentation for v1 complete")
     back = [
