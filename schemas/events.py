@@ -153,14 +153,17 @@ class CustomerSignup(BaseModel):
             return Gender.UNKNOWN
 
 
+#: The RFC 4122 variant bits set on a uuid's 17th hex digit.
+_VARIANT = {digit: format((int(digit, 16) & 0x3) | 0x8, "x") for digit in "0123456789abcdef"}
+
+
 def uuid5_text(namespace: bytes, name: str) -> str:
-    """str(uuid.uuid5(UUID(bytes=namespace), name)), computed directly (RFC 9562 section 5.5):
-    the same string at a third of the cost, for ids the worker makes once per event."""
-    digest = bytearray(hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """str(uuid.uuid5(UUID(bytes=namespace), name)), computed directly (RFC 9562 section 5.5)
+    on the SHA-1's hex digits: the same string at a fraction of the cost, for ids the worker
+    makes once per event."""
+    h = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).hexdigest()
+    # Digit 12 holds the version (5); digit 16 the variant.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 _ASSIGNMENT_NAMESPACE_BYTES = _ASSIGNMENT_NAMESPACE.bytes
