@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -200,8 +201,8 @@ class Settings(BaseSettings):
     advertised_url: str | None = Field(
         default=None,
         description=(
-            "URL other workers reach this worker's web port at, for customer lookups; "
-            "default http://<web host or host name>:<web port>"
+            "URL other workers reach this worker's web port at, for customer lookups; default "
+            "http://<web host, or this host's address when it is 0.0.0.0>:<web port>"
         ),
     )
     session_timeout_ms: int = Field(
@@ -335,7 +336,11 @@ class Settings(BaseSettings):
             return self.advertised_url.rstrip("/")
         host = self.web_host
         if host in ("", "0.0.0.0", "::"):  # noqa: S104 - comparing, not binding
+            # Listening everywhere: the address the host name resolves to (a container's own
+            # address under Docker, from its /etc/hosts), else the name itself.
             host = socket.gethostname()
+            with contextlib.suppress(OSError):
+                host = socket.gethostbyname(host)
         return f"http://{host}:{self.web_port}"
 
     @property

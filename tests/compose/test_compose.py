@@ -35,6 +35,7 @@ INVALID_SHARE = 0.01
 INPUT_TOPIC = "customer-signups"
 OUTPUT_TOPIC = "customer-segments"
 DLQ_TOPIC = "customer-signups.dlq"
+STATE_TOPIC = "customer-segments.current"
 GROUP = "segstream"  # the worker's default app id
 MODEL = "customer-segments"
 
@@ -143,6 +144,25 @@ def test_the_workers_image_tails_what_the_host_replayed(
     letters = [json.loads(line) for line in out.splitlines()]
     assert len(letters) == ledger.invalid
     assert {letter["source_topic"] for letter in letters} == {INPUT_TOPIC}
+
+
+def test_every_worker_answers_a_lookup_of_any_customer(stack: ComposeStack) -> None:
+    # A customer's state lives on the worker that owns its partition; the other one routes.
+    out = stack.compose(
+        "exec", "-T", "worker", "segstream", "tail", "--topic", STATE_TOPIC, "--from-beginning",
+        "--limit", "1", "--idle-timeout", "5",
+    )  # fmt: skip
+    state = json.loads(out.splitlines()[0])
+    workers = stack.containers("worker")
+    assert len(workers) == 2
+    answers = [
+        json.loads(docker("exec", worker, "segstream", "customer", state["customer_id"]))
+        for worker in workers
+    ]
+    for answer in answers:
+        assert answer["segment_id"] == state["segment_id"]
+        assert answer["revision"] == state["revision"]
+    assert answers[0]["answered_by"] == answers[1]["answered_by"], "one owner answers for both"
 
 
 def test_a_worker_killed_mid_replay_loses_and_duplicates_nothing(
