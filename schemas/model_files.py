@@ -47,6 +47,13 @@ def model_directory(path: Path) -> Path:
 
 def parse_manifest(raw: bytes | str, signing_key: SecretStr | None, source: str) -> ModelManifest:
     """Validate manifest JSON; with a signing key, refuse unsigned or wrongly signed ones."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(
+                f"{source}: not a model manifest (not UTF-8 text at byte {exc.start})"
+            ) from None
     try:
         manifest = ModelManifest.model_validate_json(raw)
     except ValidationError as exc:
