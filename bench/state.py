@@ -174,6 +174,21 @@ class _Worker:
             time.sleep(0.2)
         raise RuntimeError(f"worker not ready in {timeout} s: {self.log.read_text()[-2000:]}")
 
+    def wait_restored(self, partitions: int, timeout: float) -> float:
+        """Seconds from process start until it owns `partitions` partitions, all restored."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log.read_text()[-2000:]}")
+            try:
+                plane = self.health()["data_plane"]
+                if len(plane["partitions"]) == partitions and plane["restoring"] is None:
+                    return time.monotonic() - self.started
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"not restored in {timeout} s: {self.log.read_text()[-2000:]}")
+
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -345,7 +360,7 @@ def memory(bootstrap: str, work: Path, v1: Path, customers: int) -> dict[str, An
     _publish(bootstrap, names, v1)
     worker = _Worker(bootstrap, names, work, SEGSTREAM_RESTORE_TIMEOUT_S="1200")
     try:
-        ready_s = worker.wait_ready(1800)
+        ready_s = worker.wait_restored(PARTITIONS, 1800)
         settled = [worker.rss_mb()]
         for _ in range(10):
             time.sleep(1)
@@ -354,7 +369,12 @@ def memory(bootstrap: str, work: Path, v1: Path, customers: int) -> dict[str, An
         return {
             "customers": customers,
             "produce_seconds": produced_s,
-            "process_start_to_ready_s": ready_s,
+            "process_start_to_restored_s": ready_s,
+            "restore_log": [
+                line.split("segstream: ", 1)[-1]
+                for line in worker.log.read_text().splitlines()
+                if "replayed in" in line
+            ],
             "rss_mb_settled": max(settled),
             "rss_mb_peak": peak_rss_mb(worker.process.pid),
             "cpu_s": cpu_seconds(worker.process.pid),
@@ -394,9 +414,8 @@ def _markdown(results: dict[str, Any]) -> str:
             "assigned) | <= 60 s | " + ("yes" if met["resegment"] else "NO") + " |",
             f"| memory: {mem['customers']:,} customers in state on one worker | "
             f"peak RSS {mem['rss_mb_peak']:,.0f} MiB, settled {mem['rss_mb_settled']:,.0f} MiB; "
-            f"restored in {mem['process_start_to_ready_s']:.0f} s | <= 1024 MiB | "
-            + ("yes" if met["memory"] else "NO")
-            + " |",
+            f"all restored {mem['process_start_to_restored_s']:.0f} s after process start "
+            "| <= 1024 MiB | " + ("yes" if met["memory"] else "NO") + " |",
             "",
         ]
     )

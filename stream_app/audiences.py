@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from stream_app.scorer import Scorer
 __all__ = [
     "Audiences",
     "PartitionStore",
+    "RestoreInterrupted",
     "StateOutcome",
 ]
 
@@ -51,6 +52,10 @@ _FIRST_CUSTOMER_KEY = b"\x01"
 _RESTORE_BATCH = 10_000
 
 Event = CustomerSignup | ProfileUpdate
+
+
+class RestoreInterrupted(Exception):  # noqa: N818 - an outcome, not a fault
+    """The worker was asked to stop while a partition's state was being restored."""
 
 
 class PartitionStore:
@@ -368,11 +373,20 @@ class Audiences:
     def _path(self, partition: int) -> Path:
         return self.root / f"{self.input_topic}-{partition}"
 
-    def open(self, partition: int, timeout: float) -> None:
-        """Open the partition's store and replay the state topic into it up to its end."""
+    def open(
+        self, partition: int, timeout: float, stopping: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Open the partition's store and replay the state topic into it up to its end.
+
+        Raises RestoreInterrupted when `stopping` turns true (the worker is asked to stop).
+        """
         began = time.monotonic()
         store = PartitionStore(self._path(partition))
-        restored = self._restore(store, partition, timeout)
+        try:
+            restored = self._restore(store, partition, timeout, stopping)
+        except BaseException:
+            store.close()  # what was replayed stays; the checkpoint says how far it got
+            raise
         with self._lock:
             self.stores[partition] = store
         seconds = time.monotonic() - began
@@ -428,7 +442,13 @@ class Audiences:
             return None
         return int(high)
 
-    def _restore(self, store: PartitionStore, partition: int, timeout: float) -> int:
+    def _restore(
+        self,
+        store: PartitionStore,
+        partition: int,
+        timeout: float,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> int:
         """Replay the state topic's partition from the store's checkpoint to its end."""
         reader = self._reader_for()
         start = store.checkpoint
@@ -438,6 +458,10 @@ class Audiences:
         deadline = time.monotonic() + timeout
         try:
             while True:
+                if stopping():
+                    raise RestoreInterrupted(
+                        f"stopped while restoring {self.state_topic}[{partition}]"
+                    )
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"restoring {self.state_topic}[{partition}] took over {timeout:.0f} s"

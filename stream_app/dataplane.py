@@ -37,7 +37,7 @@ from confluent_kafka.admin._config import ConfigResource  # not re-exported for 
 from confluent_kafka.admin._resource import ResourceType
 from mode import Service
 
-from stream_app.audiences import Audiences, StateOutcome
+from stream_app.audiences import Audiences, RestoreInterrupted, StateOutcome
 from stream_app.delivery import CALL_TIMEOUT, AtLeastOnce, Delivery, ExactlyOnce
 from stream_app.exceptions import UnknownCustomerError
 from stream_app.failures import (
@@ -77,6 +77,8 @@ class PlaneStatus:
     last_progress: float = field(default_factory=time.monotonic)
     last_error: str | None = None
     partitions: list[str] = field(default_factory=list)
+    #: The partition whose customer state is being restored, if any.
+    restoring: str | None = None
     #: Re-segmentation for the live model: its version and the partitions still to do.
     resegment: dict[str, object] | None = None
     #: What the shadow candidate would change in the customers in state.
@@ -89,6 +91,7 @@ class PlaneStatus:
             "broker_up": self.broker_up,
             "partitions": sorted(self.partitions),
             "backlog": self.backlog,
+            "restoring": self.restoring,
             "resegment": self.resegment,
             "shadow_state": self.shadow_state,
         }
@@ -100,6 +103,8 @@ class PlaneStatus:
             return "the data plane is not consuming"
         if not self.broker_up:
             return f"cannot reach the Kafka broker ({self.last_error or 'no broker is up'})"
+        if self.restoring is not None:
+            return f"restoring the customer state of {self.restoring}"
         if (
             self.committing_since is not None
             and now - self.committing_since > _DELIVERY_PATIENCE_SECONDS
@@ -283,7 +288,10 @@ class DataPlane:
                 settings.batch_window_ms,
             )
             try:
-                self._loop(consumer)
+                try:
+                    self._loop(consumer)
+                except RestoreInterrupted as exc:
+                    log.info("segstream: %s", exc)
                 if self._pending.busy:
                     self._commit()  # the batch in flight is delivered, or aborted at the deadline
             except KafkaException as exc:
@@ -576,7 +584,13 @@ class DataPlane:
         if self.audiences is not None:
             # Consuming starts once the partition's customers are all in its store.
             for tp in partitions:
-                self.audiences.open(tp.partition, self.settings.restore_timeout_s)
+                self.status.restoring = f"{tp.topic}[{tp.partition}]"
+                try:
+                    self.audiences.open(
+                        tp.partition, self.settings.restore_timeout_s, self._stop.is_set
+                    )
+                finally:
+                    self.status.restoring = None
                 self._rescan[tp.partition] = b""
                 self._shadow_scan[tp.partition] = b""
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)

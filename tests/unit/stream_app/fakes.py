@@ -119,7 +119,7 @@ def plane_with_fakes(
     if plane.audiences is not None:
         weakref.finalize(plane, shutil.rmtree, settings.data_dir, True)
         audiences = plane.audiences
-        audiences._restore = lambda store, partition, timeout: 0  # type: ignore[method-assign]
+        audiences._restore = lambda store, partition, timeout, stopping: 0  # type: ignore[method-assign]
         audiences._end_offset = lambda partition: None  # type: ignore[method-assign]
         for partition in partitions:
             audiences.open(partition, 1.0)

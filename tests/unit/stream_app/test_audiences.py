@@ -30,7 +30,7 @@ def audiences(tmp_path: Path) -> Iterator[Audiences]:
     made = Audiences(
         tmp_path / "state", "signups", "state", WorkerMetrics().audiences, reader_config={}
     )
-    made._restore = lambda store, partition, timeout: 0  # type: ignore[method-assign]
+    made._restore = lambda store, partition, timeout, stopping: 0  # type: ignore[method-assign]
     made._end_offset = lambda partition: None  # type: ignore[method-assign]
     made.open(0, 1.0)
     made.open(1, 1.0)

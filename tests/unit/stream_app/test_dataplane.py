@@ -121,3 +121,7 @@ def test_readiness_names_what_is_wrong() -> None:
     assert "no progress for 40 s on a backlog of 500" in str(stalled.problem(30, now=140.0))
     idle = PlaneStatus(running=True, backlog=0, last_progress=100.0)
     assert idle.problem(30, now=1_000.0) is None, "an empty backlog is not a stall"
+    restoring = PlaneStatus(running=True, restoring="customer-signups[2]")
+    assert "restoring the customer state of customer-signups[2]" in str(
+        restoring.problem(30, now=1.0)
+    )
