@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, Names, WorkerProcess, run_segstream, segstream_env
+from tests.support import Broker, Names, WorkerProcess, run_segstream, segstream_env
 from training.generate import generate_signups
 
 pytestmark = pytest.mark.integration
