@@ -167,18 +167,19 @@ class Names:
 
 
 def segstream_env(kafka: Broker, names: Names, **extra: str) -> dict[str, str]:
-    """Environment for a segstream process bound to this test's broker and topics."""
-    return clean_environment(
-        SEGSTREAM_BOOTSTRAP_SERVERS=kafka.bootstrap,
-        SEGSTREAM_INPUT_TOPIC=names.input_topic,
-        SEGSTREAM_OUTPUT_TOPIC=names.output_topic,
-        SEGSTREAM_DLQ_TOPIC=names.dlq_topic,
-        SEGSTREAM_MODEL_TOPIC=names.model_topic,
-        SEGSTREAM_APP_ID=names.app_id,
+    """Environment for a segstream process bound to this test's broker and topics (extra
+    settings added or replacing those)."""
+    bound = {
+        "SEGSTREAM_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "SEGSTREAM_INPUT_TOPIC": names.input_topic,
+        "SEGSTREAM_OUTPUT_TOPIC": names.output_topic,
+        "SEGSTREAM_DLQ_TOPIC": names.dlq_topic,
+        "SEGSTREAM_MODEL_TOPIC": names.model_topic,
+        "SEGSTREAM_APP_ID": names.app_id,
         # Tests give every worker fresh topics; on a real cluster topics are created beforehand.
-        SEGSTREAM_CREATE_TOPICS="true",
-        **extra,
-    )
+        "SEGSTREAM_CREATE_TOPICS": "true",
+    }
+    return clean_environment(**(bound | extra))
 
 
 def run_segstream(
