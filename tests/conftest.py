@@ -19,6 +19,7 @@ from tests.support import (
     keep_broker_script_variables,
     ok,
     start_broker,
+    stop_all,
     worker_starter,
 )
 
@@ -78,18 +79,23 @@ def names() -> Names:
 
 @pytest.fixture
 def worker_factory(kafka: Broker, names: Names, tmp_path: Path) -> Iterator[WorkerFactory]:
-    """Start `segstream worker` subprocesses for this test; all are stopped at its end."""
+    """Start `segstream worker` subprocesses for this test; all are stopped at its end, and
+    one still running then must exit 0 on SIGTERM."""
     start, started = worker_starter(kafka, names, tmp_path)
     yield start
-    for worker in started:
-        worker.stop()
+    stop_all(started)
 
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained on 400 generated customers; the path of its directory."""
+    """A model trained on 400 generated customers; the path of its directory.
+
+    Without stability resamples and report: the broker tests score with the model, and the
+    training tests check those.
+    """
     root = tmp_path_factory.mktemp("model")
     customers = root / "customers.csv"
     ok(["generate", "customers", "--n", "400", "--seed", "1", "--out", str(customers)])
-    trained = ok(["train", "--data", str(customers), "--k", "4", "--out", str(root / "models")])
+    command = ["train", "--data", str(customers), "--k", "4", "--out", str(root / "models")]
+    trained = ok([*command, "--resamples", "0", "--no-report"])
     return Path(trained.strip().splitlines()[-1])

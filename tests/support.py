@@ -343,6 +343,17 @@ def worker_starter(
     return start, started
 
 
+def stop_all(workers: list[WorkerProcess]) -> None:
+    """SIGTERM every worker; fail the test if one that was still running exits otherwise than
+    cleanly (one that exited before is the test's business)."""
+    running = [worker for worker in workers if worker.process.poll() is None]
+    for worker in workers:
+        worker.stop()
+    for worker in running:
+        status = worker.process.returncode
+        assert status == 0, f"worker exited {status} on SIGTERM:\n{worker.log_tail()}"
+
+
 @dataclass(frozen=True)
 class TopicRecord:
     """One record read back from a topic."""
@@ -449,19 +460,6 @@ def wait_until_consumed(bootstrap: str, group: str, topic: str, timeout: float =
         timeout,
         interval=0.5,
         explain=lambda: f"{unconsumed(bootstrap, group, topic)} records left",
-    )
-
-
-def wait_for_records(
-    bootstrap: str, topic: str, expected: int, timeout: float = 120
-) -> list[TopicRecord]:
-    """Read topic until it holds at least expected records; fail the test if it never does."""
-    return poll(
-        lambda: records if len(records := read_topic(bootstrap, topic)) >= expected else None,
-        f"{expected} records in {topic}",
-        timeout,
-        interval=0.5,
-        explain=lambda: f"{len(read_topic(bootstrap, topic))} records there",
     )
 
 

@@ -34,6 +34,7 @@ from tests.support import (
     run_segstream,
     segstream_env,
     start_segstream,
+    stop_all,
     wait_until_consumed,
     worker_starter,
     write_signups,
@@ -148,8 +149,7 @@ def rollout(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             assert worker.wait_ready()["model"]["version"] == "v1"
         yield Rollout(kafka, names, env, workers, models, root)
     finally:
-        for worker in started:
-            worker.stop()
+        stop_all(started)
 
 
 @dataclass(frozen=True)

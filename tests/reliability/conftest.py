@@ -1,5 +1,5 @@
-"""Reliability fixtures: a broker of each test's own (faults must not touch other tests) and
-replays against workers on it."""
+"""Reliability fixtures: a broker of its own for a test that stops or kills the broker, and
+replays against workers."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ REPORT: list[dict[str, object]] = []
 
 
 @pytest.fixture
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """A private broker for one reliability test, since these tests stop and kill things."""
-    broker = start_broker(tmp_path_factory.mktemp("kafka-reliability"))
+def kafka(kafka: Broker, request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """The session's broker; a private one for a test marked own_broker, which stops or kills
+    its broker (faults on workers alone touch nothing but the test's own topics and group)."""
+    if request.node.get_closest_marker("own_broker") is None:
+        yield kafka
+        return
+    broker = start_broker(request.getfixturevalue("tmp_path_factory").mktemp("kafka-own"))
     try:
         yield broker
     finally:

@@ -27,11 +27,16 @@ from tests.support import (
 
 pytestmark = pytest.mark.reliability
 
+# A killed or frozen worker's partitions move once its session times out: the broker's
+# smallest timeout (group.min.session.timeout.ms) instead of the default 10 s, so the tests
+# wait less for the same move.
+QUICK_TAKEOVER = {"SEGSTREAM_SESSION_TIMEOUT_MS": "6000"}
+
 
 @pytest.mark.parametrize(
     ("guarantee", "events"),
     # at_least_once runs shorter: it is here to measure its duplicates, not to prove a bound.
-    [("exactly_once", 50_000), ("at_least_once", 20_000)],
+    [("exactly_once", 30_000), ("at_least_once", 20_000)],
 )
 def test_three_kill_9s_during_a_replay(
     guarantee: str,
@@ -41,7 +46,7 @@ def test_three_kill_9s_during_a_replay(
     worker_factory: WorkerFactory,
     report: list[dict[str, object]],
 ) -> None:
-    extra = {"SEGSTREAM_PROCESSING_GUARANTEE": guarantee}
+    extra = {"SEGSTREAM_PROCESSING_GUARANTEE": guarantee, **QUICK_TAKEOVER}
     scenario = start_scenario(events, rate=2_500, settings=extra)
     worker = scenario.worker
     moments = random.Random(7)
@@ -60,6 +65,7 @@ def test_three_kill_9s_during_a_replay(
         assert figures["duplicates"] == 0, figures
 
 
+@pytest.mark.own_broker
 def test_broker_kill_9_and_resume_during_a_replay(
     kafka: Broker, start_scenario: ScenarioFactory, report: list[dict[str, object]]
 ) -> None:
@@ -102,7 +108,7 @@ def _wait_until_the_worker_says_the_broker_is_down(worker: WorkerProcess) -> Non
 def test_a_stopped_worker_that_wakes_after_its_partitions_moved_commits_nothing(
     start_scenario: ScenarioFactory, report: list[dict[str, object]]
 ) -> None:
-    scenario = start_scenario(30_000, rate=1_000, workers=2)
+    scenario = start_scenario(20_000, rate=1_000, workers=2, settings=QUICK_TAKEOVER)
     zombie, survivor = scenario.workers
     poll(lambda: len(_owned(zombie)) == 2 and len(_owned(survivor)) == 2, "2 + 2 split", 90)
     wait_for_progress(zombie, 1_000)
@@ -119,6 +125,8 @@ def test_a_stopped_worker_that_wakes_after_its_partitions_moved_commits_nothing(
     assert figures["duplicates"] == 0, figures
     assert survivor.process.poll() is None, "the zombie must not fence the new owner"
     assert survivor.wait_ready()["ready"] is True
+    # Whether the woken zombie rejoins or stops on being fenced is its own business here.
+    zombie.stop()
 
 
 def test_a_worker_joining_and_leaving_under_load_loses_and_repeats_nothing(
@@ -132,7 +140,7 @@ def test_a_worker_joining_and_leaving_under_load_loses_and_repeats_nothing(
     third = worker_factory(trained_model)
     third.wait_ready()
     poll(lambda: len(_owned(third)) >= 1, "the third worker owns a partition", 90)
-    wait_for_progress(third, 2_000)
+    wait_for_progress(third, 500)  # it works on its share before it leaves
     assert third.stop() == 0, third.log_tail()
 
     figures = scenario.finish("3rd worker joins, leaves", "exactly_once", report)
@@ -215,6 +223,7 @@ def test_sigterm_exits_cleanly_within_10_seconds_and_loses_nothing(
     assert figures["duplicates"] == 0, figures
 
 
+@pytest.mark.own_broker
 def test_sigterm_during_a_broker_outage_exits_cleanly_and_loses_nothing(
     kafka: Broker,
     start_scenario: ScenarioFactory,
