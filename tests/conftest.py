@@ -45,6 +45,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _session_environment.undo()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_working_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session fixtures (the broker, the trained model) run in an empty directory too: a .env
+    file where pytest was started must not reach them."""
+    with pytest.MonkeyPatch.context() as session:
+        session.chdir(tmp_path_factory.mktemp("session-cwd"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Every test starts from the defaults: no segstream, Faust or mode variable, no cached
