@@ -115,7 +115,7 @@ def test_a_stopped_worker_that_wakes_after_its_partitions_moved_commits_nothing(
     zombie.process.send_signal(signal.SIGSTOP)  # frozen mid-batch, its transaction open
     try:
         poll(lambda: len(_owned(survivor)) == 4, "the survivor owns all 4 partitions", 90)
-        # The new owner commits work of the zombie's partitions before the zombie wakes.
+        # The new owner reads on from the zombie's partitions before the zombie wakes.
         wait_for_progress(survivor, 1_000)
     finally:
         zombie.process.send_signal(signal.SIGCONT)
