@@ -74,7 +74,7 @@ unit: install
 integration: install
 	$(BIN)/pytest tests/integration
 
-# Faults on private brokers (also part of `make test`); prints the figures after each fault.
+# Faults on workers and brokers (also part of `make test`); prints the figures after each fault.
 test-reliability: install
 	$(BIN)/pytest tests/reliability
 

@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from bench import venvs
 from bench.kafka import GroupView, Watcher, create_topics, describe_group, produce_records
-from tests.conftest import free_port
+from tests.support import free_port
 
 __all__ = [
     "PARTITIONS",

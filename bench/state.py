@@ -39,7 +39,7 @@ from schemas import ModelManifest
 from stream_app.kafka_io import COMPACTED, TopicSpec, ensure_topics
 from stream_app.scorer import Scorer
 from stream_app.settings import Settings
-from tests.conftest import free_port
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -100,6 +100,9 @@ def create_app(settings: Settings) -> SegmentationApp:
         broker_heartbeat_interval=settings.session_timeout_ms / 1000 / 5,
         # SSL and SASL exactly as the aiokafka clients get them from kafka_client_options().
         broker_credentials=settings.broker_credentials(),
+        # Faust would let its own variables (WEB_PORT, BROKER_URL, APP_DATADIR, ...) override
+        # everything above: segstream's settings are the only source.
+        env={},
     )
     state, metrics = WorkerState(), WorkerMetrics()
     plane = DataPlane(settings, state, metrics)

@@ -447,7 +447,7 @@ class Audiences:
         store: PartitionStore,
         partition: int,
         timeout: float,
-        stopping: Callable[[], bool] = lambda: False,
+        stopping: Callable[[], bool],
     ) -> int:
         """Replay the state topic's partition from the store's checkpoint to its end."""
         reader = self._reader_for()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.conftest import REPO, free_port, write_figures
+from tests.support import REPO, clean_environment, free_port, poll, write_figures
 
 COMPOSE_FILES = (REPO / "docker-compose.yml", REPO / "tests" / "compose" / "docker-compose.ci.yml")
 REPORT: list[dict[str, object]] = []
@@ -111,16 +110,21 @@ class ComposeStack:
     def wait_healthy(self, service: str, count: int, timeout: float = 240) -> float:
         """Wait until exactly count containers of service run and report healthy; seconds taken."""
         started = time.monotonic()
-        states: list[str] = []
-        while time.monotonic() - started < timeout:
-            ids = self.containers(service)
-            states = [
-                docker("inspect", "-f", "{{.State.Health.Status}}", cid).strip() for cid in ids
+
+        def states() -> list[str]:
+            return [
+                docker("inspect", "-f", "{{.State.Health.Status}}", cid).strip()
+                for cid in self.containers(service)
             ]
-            if len(states) == count and all(s == "healthy" for s in states):
-                return time.monotonic() - started
-            time.sleep(1)
-        pytest.fail(f"{service}: {states} after {timeout} s, not {count} healthy\n{self.logs()}")
+
+        poll(
+            lambda: states() == ["healthy"] * count,
+            f"{count} healthy {service} containers",
+            timeout,
+            interval=1,
+            explain=lambda: f"{states()}\n{self.logs()}",
+        )
+        return time.monotonic() - started
 
     def worker_health(self, container: str) -> dict[str, object]:
         """A worker's /health, asked in its container by `segstream probe`, which finds the port."""
@@ -131,9 +135,7 @@ class ComposeStack:
 
     def segstream_env(self) -> dict[str, str]:
         """Environment for the host's `segstream` commands against this stack."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSTREAM_")}
-        env["SEGSTREAM_BOOTSTRAP_SERVERS"] = self.bootstrap
-        return env
+        return clean_environment(SEGSTREAM_BOOTSTRAP_SERVERS=self.bootstrap)
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
@@ -154,14 +156,17 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[ComposeStack]:
     """The compose project on free loopback ports; `down -v` at the end, whatever happened."""
-    done = subprocess.run(["docker", "version"], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["docker", "version"], env=clean_environment(), capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         pytest.fail(f"no Docker daemon answers; `make compose-test` provides one: {done.stderr}")
     kafka_port = free_port()
     controller_port = free_port()
     while controller_port == kafka_port:
         controller_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEGSTREAM_", "KAFKA_"))}
+    # KAFKA_ variables would reach the Kafka container through the compose file's defaults.
+    env = {k: v for k, v in clean_environment().items() if not k.startswith("KAFKA_")}
     env.update(CI_KAFKA_PORT=str(kafka_port), CI_CONTROLLER_PORT=str(controller_port))
     compose_stack = ComposeStack(
         project=f"segstream-test-{uuid.uuid4().hex[:8]}",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,15 @@ import pytest
 from stream_app.model_registry import read_registry
 from stream_app.settings import Settings
 from tests.compose.conftest import ComposeStack, committed_offsets, docker
-from tests.conftest import (
+from tests.support import (
     delivery_figures,
+    ok,
+    poll,
     read_topic,
     run_segstream,
     signup_ids,
-    wait_for_records,
+    start_segstream,
+    wait_until_consumed,
 )
 
 pytestmark = pytest.mark.compose
@@ -63,8 +65,7 @@ def _signups(tmp_path: Path, seed: int, n: int, ledger: Ledger) -> Path:
     """Generate n signups (1% broken) with the host's segstream; note them in the ledger."""
     path = tmp_path / f"signups-{seed}.jsonl"
     options = {"--n": n, "--seed": seed, "--invalid-share": INVALID_SHARE, "--out": path}
-    made = run_segstream(["generate", "signups", *(str(x) for o in options.items() for x in o)])
-    assert made.returncode == 0, made.stderr
+    ok(["generate", "signups", *(str(x) for o in options.items() for x in o)])
     valid, invalid = signup_ids(path)
     assert invalid == round(n * INVALID_SHARE)
     ledger.valid |= valid
@@ -79,9 +80,10 @@ def _replay(stack: ComposeStack, path: Path, rate: int = 0) -> subprocess.Comple
 
 
 def _outcome(stack: ComposeStack, ledger: Ledger) -> dict[str, int]:
-    """Wait for every signup in the ledger to come out; figures over all of them."""
-    assignments = wait_for_records(stack.bootstrap, OUTPUT_TOPIC, len(ledger.valid), timeout=240)
-    letters = wait_for_records(stack.bootstrap, DLQ_TOPIC, ledger.invalid, timeout=60)
+    """Wait until the workers have committed every signup; figures over all of them."""
+    wait_until_consumed(stack.bootstrap, GROUP, INPUT_TOPIC, timeout=240)
+    assignments = read_topic(stack.bootstrap, OUTPUT_TOPIC)
+    letters = read_topic(stack.bootstrap, DLQ_TOPIC)
     return delivery_figures(assignments, letters, ledger.valid, ledger.invalid)
 
 
@@ -172,24 +174,25 @@ def test_a_worker_killed_mid_replay_loses_and_duplicates_nothing(
     stack.wait_healthy("worker", 3)
     path = _signups(tmp_path, seed=12, n=SIGNUPS, ledger=ledger)
     before = len(read_topic(stack.bootstrap, OUTPUT_TOPIC))
-    results: list[subprocess.CompletedProcess[str]] = []
     started = time.monotonic()
-    replay = threading.Thread(target=lambda: results.append(_replay(stack, path, rate=1_000)))
-    replay.start()
+    replay = start_segstream(
+        ["replay", str(path), "--rate", "1000"], stack.segstream_env(), tmp_path / "replay.log"
+    )
+    try:
+        # Kill a worker once the three are busy with the new batch, well before its end.
+        def new_assignments() -> int:
+            return len(read_topic(stack.bootstrap, OUTPUT_TOPIC)) - before
 
-    # Kill a worker once the three are busy with the new batch, well before its end.
-    deadline = time.monotonic() + 60
-    while (assigned := len(read_topic(stack.bootstrap, OUTPUT_TOPIC)) - before) < 500:
-        assert time.monotonic() < deadline, "the workers did not start on the new batch"
-        time.sleep(0.2)
-    victim = stack.containers("worker")[0]
-    docker("kill", victim)
-    replay.join(timeout=300)
+        poll(lambda: new_assignments() >= 500, "the workers start on the new batch", 60)
+        assigned = new_assignments()
+        victim = stack.containers("worker")[0]
+        docker("kill", victim)
+        replay.finish(timeout=300)
+    finally:
+        replay.kill()
     figures = _outcome(stack, ledger)
     seconds = round(time.monotonic() - started, 1)
 
-    assert results, "the replay did not finish"
-    assert results[0].returncode == 0, results[0].stderr
     assert assigned < SIGNUPS * 0.8, f"killed after {assigned} assignments: not mid-replay"
     assert docker("inspect", "-f", "{{.State.ExitCode}}", victim).strip() == "137"
     assert figures["missing"] == 0, figures

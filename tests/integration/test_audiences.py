@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -14,14 +13,16 @@ import pytest
 
 from schemas import ModelManifest
 from stream_app.scorer import Scorer
-from tests.conftest import (
+from tests.support import (
     Broker,
     Names,
+    WorkerFactory,
     WorkerProcess,
+    ok,
+    poll,
     read_topic,
     run_segstream,
     segstream_env,
-    wait_for_records,
 )
 from training.generate import generate_signups
 
@@ -55,21 +56,11 @@ def _update(customer_id: str, n: int, at: str, **features: float) -> dict[str, o
 
 def _replay(env: dict[str, str], path: Path, events: list[dict[str, object]]) -> None:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    replayed = run_segstream(["replay", str(path)], env=env)
-    assert replayed.returncode == 0, replayed.stderr
+    ok(["replay", str(path)], env=env)
 
 
-def _changes(kafka: Broker, names: Names) -> list[dict[str, object]]:
+def _changes(kafka: Broker, names: Names) -> list[dict[str, Any]]:
     return [r.json() for r in read_topic(kafka.bootstrap, names.changes_topic)]
-
-
-def _wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"not within {timeout} s: {what}")
 
 
 def _income_for(scorer: Scorer, age: float, segment_id: str, lo: float, hi: float) -> float:
@@ -87,7 +78,7 @@ def test_a_raise_moves_a_customer_once_and_a_raise_within_the_segment_does_not(
     kafka: Broker,
     names: Names,
     trained_model: Path,
-    worker_factory: Callable[..., WorkerProcess],
+    worker_factory: WorkerFactory,
     tmp_path: Path,
 ) -> None:
     scorer = Scorer(_manifest(trained_model))
@@ -110,13 +101,13 @@ def test_a_raise_moves_a_customer_once_and_a_raise_within_the_segment_does_not(
             _update("c-raise", 3, "2026-01-15T00:00:00Z", annual_income=start),
         ],
     )
-    _wait_until(
+    poll(
         lambda: (
             worker.health("/customers/c-raise").status_code == 200
             and worker.health("/customers/c-raise").json()["revision"] == 3
         ),
-        60,
         "the customer's state has its third revision",
+        60,
     )
     state = worker.health("/customers/c-raise").json()
     assert state["segment_id"] == "vip-luxury"
@@ -151,7 +142,7 @@ def test_an_update_for_an_unknown_customer_without_features_is_dead_lettered(
     kafka: Broker,
     names: Names,
     trained_model: Path,
-    worker_factory: Callable[..., WorkerProcess],
+    worker_factory: WorkerFactory,
     tmp_path: Path,
 ) -> None:
     env = segstream_env(kafka, names)
@@ -165,18 +156,15 @@ def test_an_update_for_an_unknown_customer_without_features_is_dead_lettered(
             _update("newcomer", 1, "2026-02-01T00:00:00Z", age=30.0, annual_income=50_000.0),
         ],
     )
-    letters = wait_for_records(kafka.bootstrap, names.dlq_topic, 1, timeout=60)
+    letters = poll(lambda: read_topic(kafka.bootstrap, names.dlq_topic), "a dead letter", 60)
     assert [letter.json()["error_reason"] for letter in letters] == ["unknown_customer"]
-    _wait_until(
-        lambda: worker.health("/customers/newcomer").status_code == 200, 60, "newcomer known"
-    )
+    poll(lambda: worker.health("/customers/newcomer").status_code == 200, "newcomer known", 60)
     changes = _changes(kafka, names)
     assert [(c["customer_id"], c["reason"]) for c in changes] == [("newcomer", "profile_update")]
 
 
 def _publish(env: dict[str, str], *args: str) -> None:
-    published = run_segstream(["publish", *args], env=env)
-    assert published.returncode == 0, published.stderr
+    ok(["publish", *args], env=env)
 
 
 def _train(tmp_path: Path, seed: int, version: str) -> Path:
@@ -212,7 +200,7 @@ def _resegmented(worker: WorkerProcess, version: str) -> bool:
 def test_a_new_model_moves_exactly_the_customers_it_scores_differently_and_rollback_moves_them_back(
     kafka: Broker,
     names: Names,
-    worker_factory: Callable[..., WorkerProcess],
+    worker_factory: WorkerFactory,
     tmp_path: Path,
 ) -> None:
     n = 3000
@@ -223,9 +211,8 @@ def test_a_new_model_moves_exactly_the_customers_it_scores_differently_and_rollb
     worker.wait_ready()
     signups = tmp_path / "signups.jsonl"
     signups.write_bytes(b"".join(v + b"\n" for v in generate_signups(n, seed=11)))
-    replayed = run_segstream(["replay", str(signups)], env=env)
-    assert replayed.returncode == 0, replayed.stderr
-    wait_for_records(kafka.bootstrap, names.changes_topic, n, timeout=120)
+    ok(["replay", str(signups)], env=env)
+    poll(lambda: len(_changes(kafka, names)) >= n, f"{n} signup changes", 120)
 
     by_v1 = _offline(v1, signups, tmp_path / "v1.jsonl")
     by_v2 = _offline(v2, signups, tmp_path / "v2.jsonl")
@@ -233,7 +220,7 @@ def test_a_new_model_moves_exactly_the_customers_it_scores_differently_and_rollb
     assert moved, "the two models must disagree on some customers for this test to mean much"
 
     _publish(env, str(v2))
-    _wait_until(lambda: _resegmented(worker, "v2"), 120, "re-segmentation for v2 complete")
+    poll(lambda: _resegmented(worker, "v2"), "re-segmentation for v2 complete", 120)
     model_changes = [c for c in _changes(kafka, names) if c["reason"] == "model_change"]
     assert Counter(c["customer_id"] for c in model_changes) == Counter(moved)
     for change in model_changes:
@@ -241,10 +228,9 @@ def test_a_new_model_moves_exactly_the_customers_it_scores_differently_and_rollb
         assert change["entered_segment_id"] == by_v2[change["customer_id"]]
         assert (change["previous_model_version"], change["model_version"]) == ("v1", "v2")
 
-    models = run_segstream(["models"], env=env)
-    assert models.returncode == 0, models.stderr
-    assert "customers re-scored with v2 by worker" in models.stdout
-    assert ": complete" in models.stdout
+    models = ok(["models"], env=env)
+    assert "customers re-scored with v2 by worker" in models
+    assert ": complete" in models
 
     # A shadow candidate is counted against the customers in state, without emitting.
     _publish(env, str(v1), "--shadow")
@@ -253,17 +239,17 @@ def test_a_new_model_moves_exactly_the_customers_it_scores_differently_and_rollb
         plane = worker.health("/health").json()["data_plane"]
         return dict(plane.get("shadow_state") or {})
 
-    _wait_until(
+    poll(
         lambda: shadow_state().get("candidate") == "v1" and shadow_state().get("complete"),
-        120,
         "the shadow count over the customers in state is complete",
+        120,
     )
     assert shadow_state()["would_change"] == len(moved)
     assert shadow_state()["customers_compared"] == n
     assert len(_changes(kafka, names)) == n + len(moved), "a shadow count emits nothing"
 
     _publish(env, "--rollback")
-    _wait_until(lambda: _resegmented(worker, "v1"), 120, "re-segmentation for v1 complete")
+    poll(lambda: _resegmented(worker, "v1"), "re-segmentation for v1 complete", 120)
     back = [
         c
         for c in _changes(kafka, names)

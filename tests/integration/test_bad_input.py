@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import Broker, Names, WorkerProcess, wait_for_records
+from tests.support import Broker, Names, WorkerFactory, read_topic, wait_until_consumed
 from training.generate import generate_signups, invalid_payloads
 
 pytestmark = pytest.mark.integration
@@ -35,7 +34,7 @@ def test_each_bad_record_is_dead_lettered_exactly_once_with_its_origin(
     kafka: Broker,
     names: Names,
     trained_model: Path,
-    worker_factory: Callable[..., WorkerProcess],
+    worker_factory: WorkerFactory,
 ) -> None:
     worker = worker_factory(trained_model, SEGSTREAM_MAX_EVENT_BYTES=str(MAX_BYTES))
     worker.wait_ready()
@@ -46,19 +45,20 @@ def test_each_bad_record_is_dead_lettered_exactly_once_with_its_origin(
         producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
         await producer.start()
         try:
-            for value in good[:150]:
-                await producer.send(names.input_topic, value=value)
+            for signup in good[:150]:
+                await producer.send(names.input_topic, value=signup)
             for _reason, key, value in bad:
                 await producer.send(names.input_topic, key=key, value=value)
-            for value in good[150:]:
-                await producer.send(names.input_topic, value=value)
+            for signup in good[150:]:
+                await producer.send(names.input_topic, value=signup)
             await producer.flush()
         finally:
             await producer.stop()
 
     asyncio.run(produce())
-    assignments = wait_for_records(kafka.bootstrap, names.output_topic, len(good))
-    letters = wait_for_records(kafka.bootstrap, names.dlq_topic, len(bad))
+    wait_until_consumed(kafka.bootstrap, names.app_id, names.input_topic)
+    assignments = read_topic(kafka.bootstrap, names.output_topic)
+    letters = read_topic(kafka.bootstrap, names.dlq_topic)
 
     assert len(assignments) == len(good)
     assert len({r.json()["source_event_id"] for r in assignments}) == len(good)

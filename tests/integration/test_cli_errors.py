@@ -3,7 +3,6 @@ what went wrong in exactly one line on stderr and exits 1 (2 for usage), never a
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import threading
@@ -14,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
+from tests.support import (
     Broker,
     Names,
+    clean_environment,
     free_port,
     run_segstream,
     segstream_env,
@@ -97,7 +97,7 @@ USAGE_CASES = [
 def test_a_usage_error_is_one_line_with_exit_status_2(
     files: Files, args: list[str], words: list[str]
 ) -> None:
-    done = run_segstream([a.format(**vars(files)) for a in args], env=_env())
+    done = run_segstream([a.format(**vars(files)) for a in args])
     _assert_one_line(done, USAGE, *words, "--help")
 
 
@@ -129,7 +129,7 @@ BAD_FILE_CASES = [
 def test_a_bad_path_or_file_is_one_line_with_exit_status_1(
     files: Files, args: list[str], words: list[str]
 ) -> None:
-    done = run_segstream([a.format(**vars(files)) for a in args], env=_env())
+    done = run_segstream([a.format(**vars(files)) for a in args])
     _assert_one_line(done, 1, *words)
 
 
@@ -154,7 +154,7 @@ def test_every_kafka_command_names_a_dead_broker_in_one_line(
     files: Files, args: list[str], tmp_path: Path
 ) -> None:
     address = f"127.0.0.1:{free_port()}"
-    env = _env(
+    env = clean_environment(
         SEGSTREAM_BOOTSTRAP_SERVERS=address,
         SEGSTREAM_WEB_PORT=str(free_port()),
         SEGSTREAM_DATA_DIR=str(tmp_path / "data"),
@@ -170,6 +170,7 @@ def silent_port() -> Iterator[int]:
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     accepted: list[socket.socket] = []
+    errors: list[OSError] = []
     stop = threading.Event()
 
     def accept() -> None:
@@ -179,6 +180,9 @@ def silent_port() -> Iterator[int]:
                 accepted.append(listener.accept()[0])
             except TimeoutError:
                 continue
+            except OSError as error:  # reaches the test at teardown, not the thread's end
+                errors.append(error)
+                return
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -188,12 +192,13 @@ def silent_port() -> Iterator[int]:
     for connection in accepted:
         connection.close()
     listener.close()
+    assert not errors, f"the silent listener failed: {errors!r}"
 
 
 def test_a_broker_that_never_answers_is_given_up_after_the_connect_timeout(
     silent_port: int,
 ) -> None:
-    env = _env(
+    env = clean_environment(
         SEGSTREAM_BOOTSTRAP_SERVERS=f"127.0.0.1:{silent_port}", SEGSTREAM_CONNECT_TIMEOUT="2"
     )
     began = time.monotonic()
@@ -275,12 +280,5 @@ def test_an_invalid_setting_stops_any_command_naming_the_variable(
     variable: str, value: str
 ) -> None:
     for args in (["settings"], ["generate", "signups", "--n", "1"]):
-        done = run_segstream(args, env=_env(**{variable: value}))
+        done = run_segstream(args, env=clean_environment(**{variable: value}))
         _assert_one_line(done, 1, variable)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    """A clean environment: no SEGSTREAM_ variable but the ones given."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SEGSTREAM_")}
-    env.update(extra)
-    return env

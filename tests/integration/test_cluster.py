@@ -4,8 +4,6 @@ model topic (3 replicas, min.insync.replicas 2) survives the loss of the broker 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from tests.conftest import KAFKA_LOCAL, Broker, Names, run_segstream, segstream_env
+from tests.support import Broker, Names, poll, run_segstream, segstream_env, start_broker
 
 pytestmark = pytest.mark.integration
 
@@ -22,22 +20,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """Three KRaft nodes (broker and controller each) from scripts/kafka-local --nodes 3."""
-    state_dir = tmp_path_factory.mktemp("kafka-cluster")
-    done = subprocess.run(
-        [str(KAFKA_LOCAL), "start", str(state_dir), "--nodes", "3"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(
-            f"kafka-local start --nodes 3 failed ({done.returncode}): {done.stderr[-2000:]}"
-        )
+    cluster = start_broker(tmp_path_factory.mktemp("kafka-cluster"), "--nodes", "3")
     try:
-        yield Broker(bootstrap=done.stdout.strip(), state_dir=state_dir)
+        yield cluster
     finally:
-        subprocess.run([str(KAFKA_LOCAL), "stop", str(state_dir)], check=False, timeout=120)
+        cluster.stop()
 
 
 def _describe(bootstrap: str, topic: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -114,26 +101,15 @@ def test_the_model_topic_survives_the_loss_of_its_leader(
     assert configs["min.insync.replicas"] == "2"
     assert configs["cleanup.policy"] == "compact"
 
-    leader = partition["leader"]
-    killed = subprocess.run(
-        [str(KAFKA_LOCAL), "kill", str(cluster.state_dir), "--node", str(leader)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert killed.returncode == 0, killed.stderr
+    leader = str(partition["leader"])
+    cluster.control("kill", "--node", leader, timeout=60)
     try:
         # A fresh reader, as a worker that joins now would be, still finds the live model.
-        deadline = time.monotonic() + 60
-        listed = ""
-        while time.monotonic() < deadline:
+        def listed() -> bool:
             done = run_segstream(["models"], env=env, timeout=120)
-            listed = done.stdout
-            if done.returncode == 0 and f"live: {first}" in listed:
-                break
-            time.sleep(1)
-        assert f"live: {first}" in listed, listed
+            return done.returncode == 0 and f"live: {first}" in done.stdout
+
+        poll(listed, f"`segstream models` says {first} is live", 60, interval=1)
 
         # Two replicas of three are still in sync: publishing goes on.
         second = tmp_path / "second"
@@ -143,11 +119,4 @@ def test_the_model_topic_survives_the_loss_of_its_leader(
         assert "live after-the-kill" in _ok(["publish", str(second)], env)
         assert "live: after-the-kill" in _ok(["models"], env)
     finally:
-        resumed = subprocess.run(
-            [str(KAFKA_LOCAL), "resume", str(cluster.state_dir), "--node", str(leader)],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert resumed.returncode == 0, resumed.stderr
+        cluster.control("resume", "--node", leader)

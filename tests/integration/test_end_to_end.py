@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import joblib
 import numpy as np
 import pytest
 
-from tests.conftest import Broker, Names, WorkerProcess, run_segstream, segstream_env
-from training.generate import generate_signups
+from tests.support import (
+    Broker,
+    Names,
+    WorkerFactory,
+    poll,
+    run_segstream,
+    segstream_env,
+    tail,
+    write_signups,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,35 +29,14 @@ N_EVENTS = 5_000
 N_INVALID = 50
 
 
-def _tail(env: dict[str, str], topic: str, expected: int) -> list[dict[str, object]]:
-    done = run_segstream(
-        [
-            "tail",
-            "--topic",
-            topic,
-            "--from-beginning",
-            "--limit",
-            str(expected),
-            "--idle-timeout",
-            "30",
-        ],
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
-
-
 def test_worker_scores_every_valid_signup_once_and_dead_letters_the_rest(
     kafka: Broker,
     names: Names,
     trained_model: Path,
-    worker_factory: Callable[..., WorkerProcess],
+    worker_factory: WorkerFactory,
     tmp_path: Path,
 ) -> None:
-    signups = tmp_path / "signups.jsonl"
-    signups.write_bytes(
-        b"".join(v + b"\n" for v in generate_signups(N_EVENTS, seed=7, invalid_share=0.01))
-    )
+    signups = write_signups(tmp_path / "signups.jsonl", N_EVENTS, seed=7, invalid_share=0.01)
     env = segstream_env(kafka, names)
     created = run_segstream(["topics", "create"], env=env)
     assert created.returncode == 0, created.stderr
@@ -61,8 +46,8 @@ def test_worker_scores_every_valid_signup_once_and_dead_letters_the_rest(
     replayed = run_segstream(["replay", str(signups)], env=env)
     assert replayed.returncode == 0, replayed.stderr
 
-    assignments = _tail(env, names.output_topic, N_EVENTS - N_INVALID)
-    dead_letters = _tail(env, names.dlq_topic, N_INVALID)
+    assignments = tail(env, names.output_topic, N_EVENTS - N_INVALID)
+    dead_letters = tail(env, names.dlq_topic, N_INVALID)
 
     # Offline scoring of the same file is the reference.
     offline_out = tmp_path / "offline.jsonl"
@@ -131,18 +116,20 @@ def test_worker_scores_every_valid_signup_once_and_dead_letters_the_rest(
 
 
 def test_worker_without_a_model_is_alive_but_not_ready(
-    kafka: Broker, names: Names, worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+    worker_factory: WorkerFactory, tmp_path: Path
 ) -> None:
     worker = worker_factory(tmp_path / "no-model-here")
-    deadline = time.monotonic() + 60
-    body: dict[str, object] = {}
-    while time.monotonic() < deadline and "no manifest" not in str(body.get("model_error")):
-        time.sleep(0.3)
-        with contextlib.suppress(httpx.HTTPError):
+
+    def model_error() -> dict[str, Any] | None:
+        try:
             response = worker.health("/ready")
-            assert response.status_code == 503, response.text
-            body = response.json()
-    assert "no manifest" in str(body.get("model_error")), worker.log_tail()
+        except httpx.HTTPError:
+            return None  # not serving yet
+        assert response.status_code == 503, response.text
+        body: dict[str, Any] = response.json()
+        return body if "no manifest" in str(body.get("model_error")) else None
+
+    body = poll(model_error, "/ready names the missing manifest", explain=worker.log_tail)
     assert body["ready"] is False
     assert worker.health("/health").status_code == 200
     assert worker.process.poll() is None

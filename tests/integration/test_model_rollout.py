@@ -1,35 +1,239 @@
-"""Publishing, live swap, integrity, shadow scoring and rollback with two workers."""
+"""Rolling models out with two workers: a live swap under load, integrity checks, shadow
+scoring, rollback and promotion.
+
+The workers, their topics and the models v1, v2 and v3 are set up once for the module. Each
+test publishes what it starts from, so none depends on another having run.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import subprocess
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from tests.conftest import (
+from tests.support import (
     Broker,
     Names,
+    TopicRecord,
     WorkerProcess,
+    fresh_names,
+    ok,
+    poll,
+    read_topic,
     run_segstream,
     segstream_env,
-    wait_for_records,
+    start_segstream,
+    stop_all,
+    wait_until_consumed,
+    worker_starter,
+    write_signups,
 )
-from training.generate import generate_signups
 
 pytestmark = pytest.mark.integration
 
 KEY = "rollout-test-key"
 N_EVENTS = 20_000
+
+
+def _train(
+    root: Path, seed: int, version: str, *options: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Generate 600 customers with seed and train model version on them (into root/models)."""
+    customers = root / f"customers-{seed}.csv"
+    ok(["generate", "customers", "--n", "600", "--seed", str(seed), "--out", str(customers)])
+    command = ["train", "--data", str(customers), "--k", "4", "--out", str(root / "models")]
+    command += ["--version", version, "--seed", str(seed), "--resamples", "0", "--no-report"]
+    trained = run_segstream([*command, *options], env=env)
+    assert trained.returncode == 0, trained.stderr
+    return trained
+
+
+@dataclass
+class Rollout:
+    """Two workers holding the signing key, their topics, and three trained models."""
+
+    kafka: Broker
+    names: Names
+    env: dict[str, str]
+    workers: list[WorkerProcess]
+    models: dict[str, Path]
+    root: Path
+
+    def publish(self, *args: str) -> str:
+        """`segstream publish ARGS` with the signing key; its stdout."""
+        return ok(["publish", *args], env=self.env)
+
+    def listing(self) -> str:
+        """What `segstream models` says."""
+        return ok(["models"], env=self.env)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Each worker's /health body."""
+        return [worker.status() for worker in self.workers]
+
+    def go_live(self, version: str) -> None:
+        """Publish version live and wait until both workers have it.
+
+        Each test ends with the workers having read what it published, so a wait for the
+        version just published cannot be met by a state from before.
+        """
+        self.publish(str(self.models[version]))
+        self.wait_for_version(version)
+
+    def shadow(self, version: str) -> None:
+        """Publish version as the shadow candidate and wait until both workers compare it."""
+        self.publish(str(self.models[version]), "--shadow")
+        poll(
+            lambda: all((s["shadow"] or {}).get("candidate") == version for s in self.statuses()),
+            f"both workers shadow {version}",
+            timeout=10,
+        )
+
+    def wait_for_version(self, version: str, timeout: float = 5) -> float:
+        """Seconds until every worker has version live; fails after timeout."""
+        started = time.monotonic()
+        poll(
+            lambda: all((s["model"] or {}).get("version") == version for s in self.statuses()),
+            f"both workers have {version} live",
+            timeout,
+            interval=0.1,
+            explain=lambda: str([s["model"] for s in self.statuses()]),
+        )
+        return time.monotonic() - started
+
+    def replay(self, name: str, n: int, seed: int) -> Path:
+        """Replay n generated signups and wait until the workers have committed them all."""
+        signups = write_signups(self.root / f"{name}.jsonl", n, seed=seed)
+        ok(["replay", str(signups)], env=self.env)
+        wait_until_consumed(self.kafka.bootstrap, self.names.app_id, self.names.input_topic)
+        return signups
+
+    def offline(self, version: str, signups: Path) -> dict[str, str]:
+        """Segment id by source event id, as `segstream score` assigns them with version."""
+        out = self.root / f"{signups.stem}-{version}.jsonl"
+        command = ["score", "--model", str(self.models[version]), "--input", str(signups)]
+        ok([*command, "--out", str(out)])
+        return {
+            row["source_event_id"]: row["segment_id"]
+            for row in map(json.loads, out.read_text().splitlines())
+        }
+
+
+@pytest.fixture(scope="module")
+def rollout(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rollout]:
+    """Models v1, v2 and v3 (unsigned on disk: publishing with the key signs them), v1 live,
+    and two workers with the key that have it live."""
+    root = tmp_path_factory.mktemp("rollout")
+    names = fresh_names()
+    env = segstream_env(kafka, names, SEGSTREAM_MODEL_SIGNING_KEY=KEY)
+    for n, seed in ((1, 11), (2, 22), (3, 33)):
+        _train(root, seed, f"v{n}")
+    models = {version: root / "models" / version for version in ("v1", "v2", "v3")}
+    ok(["topics", "create"], env=env)
+    ok(["publish", str(models["v1"])], env=env)
+    start, started = worker_starter(kafka, names, root)
+    try:
+        workers = [start(None, SEGSTREAM_MODEL_SIGNING_KEY=KEY) for _ in range(2)]
+        for worker in workers:
+            assert worker.wait_ready()["model"]["version"] == "v1"
+        yield Rollout(kafka, names, env, workers, models, root)
+    finally:
+        stop_all(started)
+
+
+@dataclass(frozen=True)
+class Swap:
+    """What came out of a replay during which v2 replaced v1."""
+
+    signups: Path
+    assignments: list[TopicRecord]
+    published_at: float  # seconds since the epoch
+    switch_seconds: float
+    consumed: list[int]  # per worker, for this replay
+
+
+@pytest.fixture(scope="module")
+def swap(rollout: Rollout) -> Swap:
+    """Replay N_EVENTS signups at 2,000/s; publish v2 once the workers have read half of them."""
+    rollout.go_live("v1")
+    before = [s["consumed"] for s in rollout.statuses()]
+    signups = write_signups(rollout.root / "swap.jsonl", N_EVENTS, seed=5)
+    replay = start_segstream(
+        ["replay", str(signups), "--rate", "2000"], rollout.env, rollout.root / "swap-replay.log"
+    )
+    try:
+        poll(
+            lambda: sum(s["consumed"] for s in rollout.statuses()) >= sum(before) + N_EVENTS // 2,
+            "the workers read half the replay",
+            timeout=60,
+        )
+        published_at = time.time()
+        rollout.publish(str(rollout.models["v2"]))
+        switch_seconds = rollout.wait_for_version("v2")
+        replay.finish(timeout=120)
+    finally:
+        replay.kill()
+    wait_until_consumed(rollout.kafka.bootstrap, rollout.names.app_id, rollout.names.input_topic)
+    after = [s["consumed"] for s in rollout.statuses()]
+    print(f"v1 -> v2 live on both workers after {switch_seconds:.2f} s")
+    return Swap(
+        signups,
+        read_topic(rollout.kafka.bootstrap, rollout.names.output_topic),
+        published_at,
+        switch_seconds,
+        [a - b for a, b in zip(after, before, strict=True)],
+    )
+
+
+def test_a_published_version_is_live_on_both_workers_within_5_seconds(swap: Swap) -> None:
+    assert swap.switch_seconds <= 5
+
+
+def test_no_event_is_lost_or_scored_twice_across_a_swap(swap: Swap) -> None:
+    by_source = Counter(str(r.json()["source_event_id"]) for r in swap.assignments)
+    expected = {json.loads(line)["event_id"] for line in swap.signups.read_text().splitlines()}
+    assert set(by_source) == expected, "an event was lost"
+    assert max(by_source.values()) == 1, "an event was scored twice"
+
+
+def test_the_old_version_stops_scoring_within_5_seconds_of_a_swap(swap: Swap) -> None:
+    versions = Counter(str(r.json()["model_version"]) for r in swap.assignments)
+    assert versions["v1"] > 0
+    assert versions["v2"] > 0
+    late_v1 = [
+        r
+        for r in swap.assignments
+        if r.json()["model_version"] == "v1" and r.timestamp > swap.published_at + 5
+    ]
+    assert not late_v1, f"{len(late_v1)} v1 assignments more than 5 s after publishing v2"
+
+
+def test_every_assignment_of_a_swap_matches_offline_scoring_with_its_version(
+    rollout: Rollout, swap: Swap
+) -> None:
+    expected = {v: rollout.offline(v, swap.signups) for v in ("v1", "v2")}
+    wrong = [
+        a
+        for a in (r.json() for r in swap.assignments)
+        if expected[str(a["model_version"])][str(a["source_event_id"])] != a["segment_id"]
+    ]
+    assert not wrong, f"{len(wrong)} assignments differ from offline scoring with their version"
+
+
+def test_both_workers_share_the_replay(swap: Swap) -> None:
+    assert all(n > 0 for n in swap.consumed), f"both workers take part: {swap.consumed}"
+    assert sum(swap.consumed) == N_EVENTS
 
 
 def _write_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
@@ -44,205 +248,87 @@ def _write_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
     asyncio.run(send())
 
 
-def _wait_for_version(workers: list[WorkerProcess], version: str, timeout: float) -> float:
-    """Seconds until every worker reports version live; fails after timeout."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        versions = [w.health("/health").json()["model"] for w in workers]
-        if all(v and v["version"] == version for v in versions):
-            return time.monotonic() - started
-        time.sleep(0.1)
-    pytest.fail(f"workers did not switch to {version} within {timeout} s: {versions}")
-
-
-def _train(
-    tmp_path: Path, seed: int, version: str, *options: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Generate 600 customers with seed and train model version on them."""
-    customers = tmp_path / f"customers-{seed}.csv"
-    made = run_segstream(
-        ["generate", "customers", "--n", "600", "--seed", str(seed), "--out", str(customers)]
-    )
-    assert made.returncode == 0, made.stderr
-    out = str(tmp_path / "models")
-    trained = run_segstream(
-        [
-            "train",
-            "--data",
-            str(customers),
-            "--k",
-            "4",
-            "--out",
-            out,
-            "--version",
-            version,
-            "--seed",
-            str(seed),
-            *options,
-        ],
-        env=env,
-    )
-    assert trained.returncode == 0, trained.stderr
-    return trained
-
-
-def _offline_segments(model: Path, signups: Path, out: Path) -> dict[str, str]:
-    done = run_segstream(
-        ["score", "--model", str(model), "--input", str(signups), "--out", str(out)]
-    )
-    assert done.returncode == 0, done.stderr
-    return {
-        row["source_event_id"]: row["segment_id"]
-        for row in map(json.loads, out.read_text().splitlines())
-    }
-
-
-def test_publish_swap_refuse_shadow_and_rollback_with_two_workers(
-    kafka: Broker,
-    names: Names,
-    worker_factory: Callable[..., WorkerProcess],
-    tmp_path: Path,
+def test_a_tampered_or_unsigned_manifest_is_refused_and_the_live_version_stays(
+    rollout: Rollout,
 ) -> None:
-    for n, seed in ((1, 11), (2, 22), (3, 33)):
-        _train(tmp_path, seed, f"v{n}")
-    v1, v2, v3 = (tmp_path / "models" / f"v{n}" for n in (1, 2, 3))
-    env = segstream_env(kafka, names, SEGSTREAM_MODEL_SIGNING_KEY=KEY)
-    unsigned_env = segstream_env(kafka, names)
-    assert run_segstream(["topics", "create"], env=env).returncode == 0
-    published = run_segstream(["publish", str(v1)], env=env)
-    assert published.returncode == 0, published.stderr
+    rollout.go_live("v2")
+    refused_before = [s["models_refused"] for s in rollout.statuses()]
 
-    workers = [worker_factory(None, SEGSTREAM_MODEL_SIGNING_KEY=KEY) for _ in range(2)]
-    for worker in workers:
-        assert worker.wait_ready()["model"]["version"] == "v1"
-
-    # Replay 20,000 signups at 2,000/s and publish v2 halfway through.
-    signups = tmp_path / "signups.jsonl"
-    signups.write_bytes(b"".join(v + b"\n" for v in generate_signups(N_EVENTS, seed=5)))
-    replay = threading.Thread(
-        target=run_segstream, args=(["replay", str(signups), "--rate", "2000"], env)
-    )
-    replay.start()
-    time.sleep(5)
-    published_at = time.time()
-    published = run_segstream(["publish", str(v2)], env=env)
-    assert published.returncode == 0, published.stderr
-    switch_seconds = _wait_for_version(workers, "v2", timeout=5)
-    replay.join(timeout=120)
-
-    assignments = [
-        (r.json(), r.timestamp)
-        for r in wait_for_records(kafka.bootstrap, names.output_topic, N_EVENTS)
-    ]
-    by_source = Counter(str(a["source_event_id"]) for a, _ in assignments)
-    assert len(by_source) == N_EVENTS, "an event was lost"
-    assert max(by_source.values()) == 1, "an event was scored twice"
-    versions = Counter(str(a["model_version"]) for a, _ in assignments)
-    assert versions["v1"] > 0
-    assert versions["v2"] > 0
-    late_v1 = [t for a, t in assignments if a["model_version"] == "v1" and t > published_at + 5]
-    assert not late_v1, f"{len(late_v1)} v1 assignments more than 5 s after publishing v2"
-    expected = {
-        "v1": _offline_segments(v1, signups, tmp_path / "v1.jsonl"),
-        "v2": _offline_segments(v2, signups, tmp_path / "v2.jsonl"),
-    }
-    wrong = [
-        a
-        for a, _ in assignments
-        if expected[str(a["model_version"])][str(a["source_event_id"])] != a["segment_id"]
-    ]
-    assert not wrong, "every assignment matches offline scoring with its own version"
-    owned = [w.health("/health").json()["consumed"] for w in workers]
-    assert all(n > 0 for n in owned), f"both workers take part: {owned}"
-    assert sum(owned) == N_EVENTS
-
-    # Integrity: a tampered signed manifest and an unsigned one are refused; v2 stays live.
-    tampered = json.loads((v2 / "manifest.json").read_text())
+    tampered = json.loads((rollout.models["v2"] / "manifest.json").read_text())
     tampered["version"] = "v2-tampered"
     tampered["signature"] = "0" * 64
+    model_topic = rollout.names.model_topic
     _write_raw(
-        kafka.bootstrap, names.model_topic, b"customer-segments", json.dumps(tampered).encode()
+        rollout.kafka.bootstrap, model_topic, b"customer-segments", json.dumps(tampered).encode()
     )
-    unsigned = run_segstream(["publish", str(v3)], env=unsigned_env)
-    assert unsigned.returncode == 0, unsigned.stderr
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        health = [w.health("/health").json() for w in workers]
-        if all(h["models_refused"] >= 2 for h in health):
-            break
-        time.sleep(0.2)
-    for h in health:
-        assert h["models_refused"] >= 2, h
-        assert h["model"]["version"] == "v2"
-        assert "signature" in str(h["last_refusal"]) or "signed" in str(h["last_refusal"])
+    unsigned_env = segstream_env(rollout.kafka, rollout.names)
+    ok(["publish", str(rollout.models["v3"])], env=unsigned_env)
 
-    # Shadow: v3 (signed) as candidate; the workers' figures match offline scoring.
-    shadow_signups = tmp_path / "shadow.jsonl"
-    shadow_signups.write_bytes(b"".join(v + b"\n" for v in generate_signups(3_000, seed=77)))
-    published = run_segstream(["publish", str(v3), "--shadow"], env=env)
-    assert published.returncode == 0, published.stderr
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if all(
-            (w.health("/health").json()["shadow"] or {}).get("candidate") == "v3" for w in workers
-        ):
-            break
-        time.sleep(0.2)
-    assert run_segstream(["replay", str(shadow_signups)], env=env).returncode == 0
-    live = _offline_segments(v2, shadow_signups, tmp_path / "shadow-v2.jsonl")
-    candidate = _offline_segments(v3, shadow_signups, tmp_path / "shadow-v3.jsonl")
-    expected_pairs = Counter(f"{live[e]}->{candidate[e]}" for e in live if live[e] != candidate[e])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        figures = [w.health("/health").json()["shadow"] for w in workers]
-        if sum(f["compared"] for f in figures) >= 3_000:
-            break
-        time.sleep(0.3)
+    def refused_both() -> list[dict[str, Any]] | None:
+        statuses = rollout.statuses()
+        counts = [s["models_refused"] for s in statuses]
+        done = all(n >= before + 2 for n, before in zip(counts, refused_before, strict=True))
+        return statuses if done else None
+
+    statuses = poll(refused_both, "both workers refuse both manifests", timeout=10)
+    for status in statuses:
+        assert status["model"]["version"] == "v2"
+        refusal = str(status["last_refusal"])
+        assert "signature" in refusal or "signed" in refusal, refusal
+
+
+def test_a_shadow_candidate_is_compared_as_offline_scoring_says(rollout: Rollout) -> None:
+    rollout.go_live("v2")
+    rollout.shadow("v3")
+
+    signups = rollout.replay("shadow", 3_000, seed=77)
+    live, candidate = rollout.offline("v2", signups), rollout.offline("v3", signups)
+    expected = Counter(f"{live[e]}->{candidate[e]}" for e in live if live[e] != candidate[e])
+    figures = [s["shadow"] for s in rollout.statuses()]
     assert sum(f["compared"] for f in figures) == 3_000
     measured: Counter[str] = Counter()
     for f in figures:
         measured.update(f["pairs"])
-    assert measured == expected_pairs
-    time.sleep(2)  # workers report their figures to the model topic once a second
-    listed = run_segstream(["models"], env=env)
-    assert listed.returncode == 0, listed.stderr
-    differ = sum(expected_pairs.values())
-    assert f"shadow: 3000 events compared, {differ} in another segment" in listed.stdout
+    assert measured == expected
 
-    # Rollback: v1 is live again everywhere, and new assignments carry it.
-    rolled = run_segstream(["publish", "--rollback"], env=env)
-    assert rolled.returncode == 0, rolled.stderr
-    _wait_for_version(workers, "v1", timeout=5)
-    listed = run_segstream(["models"], env=env)
-    assert "live: v1" in listed.stdout
-    more = tmp_path / "after-rollback.jsonl"
-    more.write_bytes(b"".join(v + b"\n" for v in generate_signups(200, seed=78)))
-    assert run_segstream(["replay", str(more)], env=env).returncode == 0
-    expected_total = N_EVENTS + 3_000 + 200
-    latest = wait_for_records(kafka.bootstrap, names.output_topic, expected_total)
-    assert len(latest) == expected_total
-    after = set(_offline_segments(v1, more, tmp_path / "more.jsonl"))
-    versions_after = {
-        r.json()["model_version"] for r in latest if r.json()["source_event_id"] in after
+    # Workers report their figures to the model topic once a second.
+    summary = f"shadow: 3000 events compared, {sum(expected.values())} in another segment"
+    poll(lambda: summary in rollout.listing(), f"`segstream models` says {summary!r}", 15)
+
+
+def test_rollback_puts_the_previous_version_live_for_new_assignments(rollout: Rollout) -> None:
+    rollout.go_live("v1")
+    rollout.go_live("v2")
+
+    rollout.publish("--rollback")
+    rollout.wait_for_version("v1")
+    assert "live: v1" in rollout.listing()
+    signups = rollout.replay("after-rollback", 200, seed=78)
+    events = set(rollout.offline("v1", signups))
+    versions = {
+        r.json()["model_version"]
+        for r in read_topic(rollout.kafka.bootstrap, rollout.names.output_topic)
+        if r.json()["source_event_id"] in events
     }
-    assert versions_after == {"v1"}
+    assert versions == {"v1"}
 
-    # Promote: the candidate v3 becomes live everywhere and is no longer a candidate.
-    promoted = run_segstream(["promote", "v3"], env=env)
-    assert promoted.returncode == 0, promoted.stderr
-    _wait_for_version(workers, "v3", timeout=5)
-    listed = run_segstream(["models"], env=env)
-    assert "live: v3" in listed.stdout
-    assert "candidate: none" in listed.stdout
-    print(f"v1 -> v2 live on both workers after {switch_seconds:.2f} s")
+
+def test_promote_makes_the_candidate_live_everywhere(rollout: Rollout) -> None:
+    rollout.go_live("v1")
+    rollout.shadow("v3")
+
+    ok(["promote", "v3"], env=rollout.env)
+    rollout.wait_for_version("v3")
+    listed = rollout.listing()
+    assert "live: v3" in listed
+    assert "candidate: none" in listed
 
 
 def test_train_publish_creates_the_compacted_topic_and_goes_live(
     kafka: Broker, names: Names, tmp_path: Path
 ) -> None:
     env = segstream_env(kafka, names)
-    options = ("--resamples", "0", "--no-report", "--publish")
-    trained = _train(tmp_path, 1, "first", *options, env=env)
+    trained = _train(tmp_path, 1, "first", "--publish", env=env)
     assert "published customer-segments first live" in trained.stderr
 
     async def cleanup_policy() -> str:
@@ -252,11 +338,12 @@ def test_train_publish_creates_the_compacted_topic_and_goes_live(
             resource = ConfigResource(ConfigResourceType.TOPIC, names.model_topic)
             (response,) = await admin.describe_configs([resource])
             entries = response.to_object()["resources"][0]["config_entries"]
-            return next(e["config_value"] for e in entries if e["config_names"] == "cleanup.policy")
+            policy: str = next(
+                e["config_value"] for e in entries if e["config_names"] == "cleanup.policy"
+            )
+            return policy
         finally:
             await admin.close()
 
     assert asyncio.run(cleanup_policy()) == "compact"
-    listed = run_segstream(["models"], env=env)
-    assert listed.returncode == 0, listed.stderr
-    assert "live: first" in listed.stdout
+    assert "live: first" in ok(["models"], env=env)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from stream_app.cli import WEB_PORT_FILE
-from tests.conftest import Broker, Names, WorkerProcess, run_segstream, segstream_env
+from tests.support import Broker, Names, WorkerFactory, ok, poll, run_segstream, segstream_env
 
 pytestmark = pytest.mark.integration
 
@@ -19,19 +18,20 @@ def test_a_worker_on_port_0_serves_on_a_free_port_that_probe_finds(
     kafka: Broker,
     names: Names,
     trained_model: Path,
-    worker_factory: Callable[..., WorkerProcess],
+    worker_factory: WorkerFactory,
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "worker-data"
     settings = {"SEGSTREAM_WEB_PORT": "0", "SEGSTREAM_DATA_DIR": str(data_dir)}
     worker = worker_factory(trained_model, **settings)
     env = segstream_env(kafka, names, **settings)
-    deadline = time.monotonic() + 90
-    while (probe := run_segstream(["probe"], env=env)).returncode != 0:
-        assert worker.process.poll() is None, worker.log_tail()
-        assert time.monotonic() < deadline, f"{probe.stderr}\n{worker.log_tail()}"
-        time.sleep(0.5)
 
+    def probed() -> subprocess.CompletedProcess[str] | None:
+        assert worker.process.poll() is None, worker.log_tail()
+        probe = run_segstream(["probe"], env=env)
+        return probe if probe.returncode == 0 else None
+
+    probe = poll(probed, "segstream probe finds the worker", 90, 0.5, worker.log_tail)
     assert json.loads(probe.stdout)["ready"] is True
     assert int((data_dir / WEB_PORT_FILE).read_text()) > 0
 
@@ -41,8 +41,7 @@ def test_train_unless_live_publishes_the_first_model_and_then_leaves_it_alone(
 ) -> None:
     env = segstream_env(kafka, names)
     customers = tmp_path / "customers.csv"
-    made = run_segstream(["generate", "customers", "--n", "300", "--out", str(customers)])
-    assert made.returncode == 0, made.stderr
+    ok(["generate", "customers", "--n", "300", "--out", str(customers)])
     command = ["train", "--data", str(customers), "--out", str(tmp_path / "models")]
     command += ["--resamples", "0", "--no-report", "--publish", "--unless-live"]
 

@@ -4,17 +4,20 @@ per worker, signing keys are checked, and a trained model can be signed for scor
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Broker, Names, WorkerProcess, run_segstream, segstream_env
+from tests.support import REPO, Broker, Names, WorkerFactory, ok, poll, run_segstream, segstream_env
 
 pytestmark = pytest.mark.integration
 
 KEY = "registry-test-key"
+
+
+# A quick fit of the shipped sample; --out follows.
+TRAIN = ["train", "--data", str(REPO / "data" / "customers.csv"), "--k", "4"]
+TRAIN += ["--resamples", "0", "--no-report", "--out"]
 
 
 @pytest.fixture(scope="module")
@@ -22,30 +25,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Unsigned models A, B and C (three versions of one fit), under one models root."""
     root = tmp_path_factory.mktemp("registry-models")
     for version in ("A", "B", "C"):
-        trained = run_segstream(
-            [
-                "train",
-                "--data",
-                str(REPO / "data" / "customers.csv"),
-                "--k",
-                "4",
-                "--resamples",
-                "0",
-                "--no-report",
-                "--version",
-                version,
-                "--out",
-                str(root),
-            ]
-        )
-        assert trained.returncode == 0, trained.stderr
+        ok([*TRAIN, str(root), "--version", version])
     return root
-
-
-def _ok(args: list[str], env: dict[str, str]) -> str:
-    done = run_segstream(args, env=env)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def _fails(args: list[str], env: dict[str, str]) -> str:
@@ -58,28 +39,26 @@ def _fails(args: list[str], env: dict[str, str]) -> str:
 def test_rollback_walks_back_the_history(kafka: Broker, names: Names, models: Path) -> None:
     env = segstream_env(kafka, names)
     for version in ("A", "C", "B"):
-        _ok(["publish", str(models / version)], env)
-    assert "live C" in _ok(["publish", "--rollback"], env)
-    assert "live A" in _ok(["publish", "--rollback"], env)
+        ok(["publish", str(models / version)], env)
+    assert "live C" in ok(["publish", "--rollback"], env)
+    assert "live A" in ok(["publish", "--rollback"], env)
     assert "no earlier live version" in _fails(["publish", "--rollback"], env)
-    assert "live: A" in _ok(["models"], env)
+    assert "live: A" in ok(["models"], env)
 
 
 def test_the_live_version_cannot_be_published_as_its_own_shadow(
     kafka: Broker, names: Names, models: Path
 ) -> None:
     env = segstream_env(kafka, names)
-    _ok(["publish", str(models / "A")], env)
+    ok(["publish", str(models / "A")], env)
     assert "A is already live" in _fails(["publish", str(models / "A"), "--shadow"], env)
-    assert "candidate B" in _ok(["publish", str(models / "B"), "--shadow"], env)
+    assert "candidate B" in ok(["publish", str(models / "B"), "--shadow"], env)
 
 
 def test_publishing_with_another_signing_key_is_refused(
     kafka: Broker, names: Names, models: Path
 ) -> None:
-    _ok(
-        ["publish", str(models / "A")], segstream_env(kafka, names, SEGSTREAM_MODEL_SIGNING_KEY=KEY)
-    )
+    ok(["publish", str(models / "A")], segstream_env(kafka, names, SEGSTREAM_MODEL_SIGNING_KEY=KEY))
     other = segstream_env(kafka, names, SEGSTREAM_MODEL_SIGNING_KEY="some-other-key")
     line = _fails(["publish", str(models / "B")], other)
     assert "SEGSTREAM_MODEL_SIGNING_KEY is not the key the live model A" in line
@@ -91,30 +70,12 @@ def test_with_a_key_score_takes_a_freshly_trained_model_and_sign_signs_an_old_on
 ) -> None:
     keyed = segstream_env(kafka, names, SEGSTREAM_MODEL_SIGNING_KEY=KEY)
     signups = tmp_path / "signups.jsonl"
-    _ok(["generate", "signups", "--n", "20", "--out", str(signups)], keyed)
+    ok(["generate", "signups", "--n", "20", "--out", str(signups)], keyed)
     score = ["score", "--input", str(signups), "--out", str(tmp_path / "out.jsonl"), "--model"]
 
-    fresh = Path(
-        _ok(
-            [
-                "train",
-                "--data",
-                str(REPO / "data" / "customers.csv"),
-                "--k",
-                "4",
-                "--resamples",
-                "0",
-                "--no-report",
-                "--out",
-                str(tmp_path / "keyed"),
-            ],
-            keyed,
-        )
-        .strip()
-        .splitlines()[-1]
-    )
+    fresh = Path(ok([*TRAIN, str(tmp_path / "keyed")], keyed).strip().splitlines()[-1])
     assert json.loads((fresh / "manifest.json").read_text())["signature"]
-    _ok([*score, str(fresh)], keyed)
+    ok([*score, str(fresh)], keyed)
 
     old = tmp_path / "old"
     old.mkdir()
@@ -122,31 +83,34 @@ def test_with_a_key_score_takes_a_freshly_trained_model_and_sign_signs_an_old_on
     line = _fails([*score, str(old)], keyed)
     assert "is not signed" in line
     assert f"segstream sign {old}" in line
-    assert "signed customer-segments A" in _ok(["sign", str(old)], keyed)
-    _ok([*score, str(old)], keyed)
+    assert "signed customer-segments A" in ok(["sign", str(old)], keyed)
+    ok([*score, str(old)], keyed)
 
 
 def test_models_shows_each_refusal_once_and_which_workers_refuse_the_live_version(
     kafka: Broker,
     names: Names,
     models: Path,
-    worker_factory: Callable[..., WorkerProcess],
+    worker_factory: WorkerFactory,
 ) -> None:
     keyed = segstream_env(kafka, names, SEGSTREAM_MODEL_SIGNING_KEY=KEY)
     unsigned = segstream_env(kafka, names)
-    _ok(["publish", str(models / "A")], keyed)
+    ok(["publish", str(models / "A")], keyed)
     worker = worker_factory(None, SEGSTREAM_MODEL_SIGNING_KEY=KEY)
     assert worker.wait_ready()["model"]["version"] == "A"
 
-    _ok(["publish", str(models / "B")], unsigned)  # workers hold a key: they refuse it
-    _ok(["publish", str(models / "C"), "--shadow"], unsigned)
-    deadline = time.monotonic() + 30
-    listed = ""
-    while time.monotonic() < deadline:
-        listed = _ok(["models"], unsigned)
-        if "refused by worker" in listed and "C" in listed.split("refused by worker", 1)[1]:
-            break
-        time.sleep(0.5)
+    ok(["publish", str(models / "B")], unsigned)  # workers hold a key: they refuse it
+    ok(["publish", str(models / "C"), "--shadow"], unsigned)
+    listed = poll(
+        lambda: (
+            text
+            if "C" in (text := ok(["models"], unsigned)).partition("refused by worker")[2]
+            else None
+        ),
+        "`segstream models` lists the worker's refusal of C",
+        timeout=30,
+        interval=0.5,
+    )
     lines = listed.splitlines()
     live = next(line for line in lines if line.startswith("live: "))
     assert live.startswith("live: B, but refused by 1 worker"), live
@@ -157,7 +121,7 @@ def test_models_shows_each_refusal_once_and_which_workers_refuse_the_live_versio
     assert worker.health("/health").json()["models_refused"] == 2
 
     # Read with the key, the same topic has A live; B and C are refused once each here.
-    keyed_listing = _ok(["models"], keyed).splitlines()
+    keyed_listing = ok(["models"], keyed).splitlines()
     assert "live: A" in keyed_listing
     here = [line for line in keyed_listing if line.startswith("refused here")]
     assert sorted(line.split(": ")[1] for line in here) == ["B", "C"], here

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, Names, WorkerProcess, run_segstream, segstream_env
-from training.generate import generate_signups
+from tests.support import (
+    Broker,
+    Names,
+    WorkerFactory,
+    run_segstream,
+    segstream_env,
+    write_signups,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +91,7 @@ def test_a_worker_scores_over_sasl_and_never_shows_a_secret(
     sasl: SaslListener,
     names: Names,
     trained_model: Path,
-    worker_factory: Callable[..., WorkerProcess],
+    worker_factory: WorkerFactory,
     tmp_path: Path,
     mechanism: str,
     log_level: str,
@@ -106,10 +111,7 @@ def test_a_worker_scores_over_sasl_and_never_shows_a_secret(
     # The model comes from the topic, signed: the worker checks it with the same key.
     worker = worker_factory(None, SEGSTREAM_LOG_LEVEL=log_level, **security)
     worker.wait_ready()
-    signups = tmp_path / "signups.jsonl"
-    signups.write_bytes(
-        b"".join(v + b"\n" for v in generate_signups(N_EVENTS, seed=5, invalid_share=0.05))
-    )
+    signups = write_signups(tmp_path / "signups.jsonl", N_EVENTS, seed=5, invalid_share=0.05)
     replayed = run_segstream(["replay", str(signups)], env=env)
     assert replayed.returncode == 0, replayed.stderr
     outputs["replay"] = replayed.stdout + replayed.stderr

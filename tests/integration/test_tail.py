@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, Names, run_segstream, segstream_env
+from tests.support import Broker, Names, run_segstream, segstream_env
 
 pytestmark = pytest.mark.integration
 

@@ -1,27 +1,47 @@
-"""Reliability fixtures: a broker of each test's own (faults must not touch other tests)."""
+"""Reliability fixtures: a broker of its own for a test that stops or kills the broker, and
+replays against workers."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import KAFKA_LOCAL, Broker, write_figures
+from tests.reliability.scenario import ScenarioFactory, scenario_starter
+from tests.support import Broker, Names, WorkerFactory, start_broker, write_figures
 
 REPORT: list[dict[str, object]] = []
 
 
 @pytest.fixture
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """A private broker for one reliability test, since these tests stop and kill things."""
-    state_dir = tmp_path_factory.mktemp("kafka-reliability")
-    bootstrap = Broker("", state_dir).control("start")
+def kafka(kafka: Broker, request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """The session's broker; a private one for a test marked own_broker, which stops or kills
+    its broker (faults on workers alone touch nothing but the test's own topics and group)."""
+    if request.node.get_closest_marker("own_broker") is None:
+        yield kafka
+        return
+    broker = start_broker(request.getfixturevalue("tmp_path_factory").mktemp("kafka-own"))
     try:
-        yield Broker(bootstrap=bootstrap, state_dir=state_dir)
+        yield broker
     finally:
-        subprocess.run([str(KAFKA_LOCAL), "stop", str(state_dir)], check=False, timeout=60)
+        broker.stop()
+
+
+@pytest.fixture
+def start_scenario(
+    kafka: Broker,
+    names: Names,
+    worker_factory: WorkerFactory,
+    trained_model: Path,
+    tmp_path: Path,
+) -> Iterator[ScenarioFactory]:
+    """Start workers with the trained model and a replay in the background; a replay still
+    running when the test ends is stopped."""
+    start, replays = scenario_starter(kafka, names, worker_factory, trained_model, tmp_path)
+    yield start
+    for replay in replays:
+        replay.kill()
 
 
 @pytest.fixture

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from tests.conftest import (
+from tests.support import (
+    Background,
     Broker,
     Names,
+    WorkerFactory,
     WorkerProcess,
     delivery_figures,
-    run_segstream,
+    poll,
+    read_topic,
     segstream_env,
     signup_ids,
-    wait_for_records,
+    start_segstream,
+    wait_until_consumed,
+    write_signups,
 )
-from training.generate import generate_signups
-
-
-def write_signups(path: Path, n: int, invalid_share: float) -> tuple[set[str], int]:
-    """Write n signups; return the valid event ids and the number of invalid ones."""
-    with path.open("wb") as handle:
-        for value in generate_signups(n, seed=2024, invalid_share=invalid_share):
-            handle.write(value + b"\n")
-    return signup_ids(path)
 
 
 @dataclass
@@ -37,8 +32,7 @@ class Scenario:
     workers: list[WorkerProcess]
     valid: set[str]
     invalid: int
-    replay: threading.Thread
-    replayed: list[object] = field(default_factory=list)
+    replay: Background
 
     @property
     def worker(self) -> WorkerProcess:
@@ -48,14 +42,13 @@ class Scenario:
     def finish(
         self, fault: str, guarantee: str, report: list[dict[str, object]]
     ) -> dict[str, object]:
-        """Wait for the replay and the outputs; record and return the figures."""
-        self.replay.join(timeout=600)
-        assert not self.replay.is_alive(), "the replay did not finish within 10 minutes"
-        (done,) = self.replayed
-        assert getattr(done, "returncode", None) == 0, f"replay failed: {done}"
+        """Wait for the replay to succeed and the workers to commit all of it; record and
+        return the figures."""
+        self.replay.finish(timeout=600)
         bootstrap, names = self.kafka.bootstrap, self.names
-        assignments = wait_for_records(bootstrap, names.output_topic, len(self.valid), timeout=240)
-        letters = wait_for_records(bootstrap, names.dlq_topic, self.invalid, timeout=60)
+        wait_until_consumed(bootstrap, names.app_id, names.input_topic, timeout=240)
+        assignments = read_topic(bootstrap, names.output_topic)
+        letters = read_topic(bootstrap, names.dlq_topic)
         figures: dict[str, object] = {
             "fault": fault,
             "guarantee": guarantee,
@@ -65,32 +58,52 @@ class Scenario:
         return figures
 
 
-def start_scenario(
-    kafka: Broker,
-    names: Names,
-    worker_factory: Callable[..., WorkerProcess],
-    model: Path,
-    tmp_path: Path,
-    events: int,
-    rate: int,
-    workers: int = 1,
-    **worker_env: str,
-) -> Scenario:
-    """Start workers, then replay events (0.2% invalid) at rate in the background."""
-    path = tmp_path / "signups.jsonl"
-    valid, invalid = write_signups(path, events, invalid_share=0.002)
-    started = [worker_factory(model, **worker_env) for _ in range(workers)]
-    for worker in started:
-        worker.wait_ready()
-    env = segstream_env(kafka, names)
-    replayed: list[object] = []
+class ScenarioFactory(Protocol):
+    """Starts workers (with extra settings), then replays events (0.2% invalid) at rate in
+    the background."""
 
-    def run() -> None:
-        # The outcome is checked by finish(), in the test's own thread.
-        replayed.append(
-            run_segstream(["replay", str(path), "--rate", str(rate)], env=env, timeout=600)
+    def __call__(
+        self, events: int, rate: int, workers: int = 1, settings: dict[str, str] | None = None
+    ) -> Scenario: ...
+
+
+def scenario_starter(
+    kafka: Broker, names: Names, worker_factory: WorkerFactory, model: Path, tmp_path: Path
+) -> tuple[ScenarioFactory, list[Background]]:
+    """A function that starts scenarios, and the replays it started (to stop at the end)."""
+    replays: list[Background] = []
+
+    def start(
+        events: int, rate: int, workers: int = 1, settings: dict[str, str] | None = None
+    ) -> Scenario:
+        path = write_signups(tmp_path / "signups.jsonl", events, seed=2024, invalid_share=0.002)
+        valid, invalid = signup_ids(path)
+        started = [worker_factory(model, **(settings or {})) for _ in range(workers)]
+        for worker in started:
+            worker.wait_ready()
+        replay = start_segstream(
+            ["replay", str(path), "--rate", str(rate)],
+            segstream_env(kafka, names),
+            tmp_path / "replay.log",
         )
+        replays.append(replay)
+        return Scenario(kafka, names, started, valid, invalid, replay)
 
-    replay = threading.Thread(target=run)
-    replay.start()
-    return Scenario(kafka, names, started, valid, invalid, replay, replayed)
+    return start, replays
+
+
+def consumed(worker: WorkerProcess) -> int:
+    """How many signups the worker has read since it started."""
+    count: int = worker.status()["consumed"]
+    return count
+
+
+def wait_for_progress(worker: WorkerProcess, records: int, timeout: float = 60) -> None:
+    """Wait until the worker has read records more signups than it had when called."""
+    target = consumed(worker) + records
+    poll(
+        lambda: consumed(worker) >= target,
+        f"the worker reads {records} more signups",
+        timeout,
+        explain=worker.log_tail,
+    )

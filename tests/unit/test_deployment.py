@@ -5,15 +5,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from tests.conftest import REPO, run_segstream
+from tests.support import REPO, clean_environment, run_segstream
 
 
-def _compose() -> dict[str, dict[str, object]]:
+def _compose() -> dict[str, dict[str, Any]]:
     document = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    services: dict[str, dict[str, object]] = document["services"]
+    services: dict[str, dict[str, Any]] = document["services"]
     return services
 
 
@@ -21,7 +22,12 @@ def test_docker_compose_config_is_valid() -> None:
     compose = shutil.which("docker-compose")
     assert compose, "docker-compose is required (make test installs Debian's package)"
     done = subprocess.run(
-        [compose, "config", "-q"], cwd=REPO, capture_output=True, text=True, check=False
+        [compose, "config", "-q"],
+        cwd=REPO,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
 
@@ -40,12 +46,12 @@ def test_services_run_the_segstream_commands_the_tests_use() -> None:
 
 def test_kafka_keeps_its_log_on_the_volume() -> None:
     kafka = _compose()["kafka"]
-    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]  # type: ignore[index]
-    assert f"kafka-data:{log_dirs}" in kafka["volumes"]  # type: ignore[operator]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]
+    assert f"kafka-data:{log_dirs}" in kafka["volumes"]
 
 
 def test_the_trainer_command_works_on_the_shipped_sample(tmp_path: Path) -> None:
-    command = list(_compose()["trainer"]["command"])  # type: ignore[call-overload]
+    command = list(_compose()["trainer"]["command"])
     # Publishing is the compose test's business (tests/compose): here nothing runs Kafka.
     args = [str(a) for a in command[1:] if a not in ("--publish", "--unless-live")]
     args[args.index("/data/customers.csv")] = str(REPO / "data" / "customers.csv")

@@ -10,12 +10,13 @@ import shutil
 import tempfile
 import weakref
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
+from stream_app.audiences import PartitionStore
 from stream_app.dataplane import DataPlane
 from stream_app.metrics import WorkerMetrics
 from stream_app.pipeline import OutgoingRecord
@@ -104,6 +105,18 @@ class SeekingConsumer:
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
 
+def no_restore(
+    store: PartitionStore, partition: int, timeout: float, stopping: Callable[[], bool]
+) -> int:
+    """Stands in for a restore from the state topic: nothing to replay without a broker."""
+    return 0
+
+
+def no_end_offset(partition: int) -> int | None:
+    """Stands in for the state topic's end offset: none known without a broker."""
+    return None
+
+
 def plane_with_fakes(
     settings: Settings, partitions: Sequence[int] = (0, 1)
 ) -> tuple[DataPlane, RecordingDelivery]:
@@ -119,8 +132,8 @@ def plane_with_fakes(
     if plane.audiences is not None:
         weakref.finalize(plane, shutil.rmtree, settings.data_dir, True)
         audiences = plane.audiences
-        audiences._restore = lambda store, partition, timeout, stopping: 0  # type: ignore[method-assign]
-        audiences._end_offset = lambda partition: None  # type: ignore[method-assign]
+        audiences._restore = no_restore  # type: ignore[method-assign]
+        audiences._end_offset = no_end_offset  # type: ignore[method-assign]
         for partition in partitions:
             audiences.open(partition, 1.0)
     delivery = RecordingDelivery()

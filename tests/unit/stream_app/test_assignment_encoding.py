@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from schemas import CustomerSignup, Gender, SegmentAssignment, assignment_event_id
 from stream_app.pipeline import SourceRecord, _assignment_values, process_records
-from tests.unit.stream_app.test_pipeline import _scorer
+from tests.unit.stream_app.toy import toy_scorer
 
 NOW = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ def _model_dump(
     echo_customer: bool,
 ) -> bytes:
     """The assignment as the pydantic model itself writes it: the reference encoding."""
-    manifest = _scorer().manifest
+    manifest = toy_scorer().manifest
     segment = manifest.segments[label]
     return (
         SegmentAssignment(
@@ -98,7 +98,7 @@ def test_encoded_bytes_equal_the_models_own_dump(
 ) -> None:
     signup = _signup(event_id, customer_id, age)
     (value,) = _assignment_values(
-        [signup], [label], [distance], [outlier], _scorer().manifest, NOW, echo_customer
+        [signup], [label], [distance], [outlier], toy_scorer().manifest, NOW, echo_customer
     )
     assert value == _model_dump(signup, label, distance, outlier, NOW, echo_customer)
 
@@ -118,7 +118,7 @@ def test_timestamps_and_awkward_floats_are_written_as_the_model_writes_them(
     signup = _signup('e"1\\', "c-ü\u200d")
     for echo in (False, True):
         (value,) = _assignment_values(
-            [signup], [1], [distance], [True], _scorer().manifest, now, echo
+            [signup], [1], [distance], [True], toy_scorer().manifest, now, echo
         )
         assert value == _model_dump(signup, 1, distance, True, now, echo)
 
@@ -141,7 +141,7 @@ def test_every_assignment_of_a_batch_validates_against_the_contract() -> None:
     for echo_customer in (False, True):
         outcome = process_records(
             records,
-            _scorer(),
+            toy_scorer(),
             consumer_group="g",
             max_event_bytes=65_536,
             echo_customer=echo_customer,
@@ -183,7 +183,7 @@ def test_a_whole_batch_is_encoded_as_the_model_writes_each_event(
         [label for *_, label, _, _ in rows],
         [distance for *_, distance, _ in rows],
         [outlier for *_, outlier in rows],
-        _scorer().manifest,
+        toy_scorer().manifest,
         NOW,
         False,
     )

@@ -15,6 +15,7 @@ from stream_app.audiences import Audiences, PartitionStore, StateOutcome
 from stream_app.metrics import WorkerMetrics
 from stream_app.pipeline import SourceRecord
 from stream_app.scorer import Scorer
+from tests.unit.stream_app.fakes import no_end_offset, no_restore
 from tests.unit.stream_app.toy import toy_manifest
 
 # Scaled centroids: segment-0 at age 30 / income 50,000; segment-1 at age 50 / 60,000.
@@ -30,8 +31,8 @@ def audiences(tmp_path: Path) -> Iterator[Audiences]:
     made = Audiences(
         tmp_path / "state", "signups", "state", WorkerMetrics().audiences, reader_config={}
     )
-    made._restore = lambda store, partition, timeout, stopping: 0  # type: ignore[method-assign]
-    made._end_offset = lambda partition: None  # type: ignore[method-assign]
+    made._restore = no_restore  # type: ignore[method-assign]
+    made._end_offset = no_end_offset  # type: ignore[method-assign]
     made.open(0, 1.0)
     made.open(1, 1.0)
     yield made
@@ -54,7 +55,7 @@ def _update(customer: str, day: int, **features: float) -> ProfileUpdate:
         event_id=f"u-{customer}-{day}",
         customer_id=customer,
         updated_at=datetime(2026, 1, day, tzinfo=UTC),
-        **features,  # type: ignore[arg-type]
+        **features,
     )
 
 
@@ -215,7 +216,7 @@ def test_a_shadow_count_says_how_many_would_move_without_changing_anything(
     audiences.commit()
     seen, moved, after = audiences.would_change(0, b"", 100, Scorer(SWAPPED))
     assert (seen, moved, after) == (5, 5, b"c4")
-    assert audiences.would_change(0, after, 100, Scorer(SWAPPED)) == (0, 0, None)
+    assert audiences.would_change(0, b"c4", 100, Scorer(SWAPPED)) == (0, 0, None)
     state = audiences.lookup("c0")
     assert state is not None
     assert state["model_version"] == "toy"

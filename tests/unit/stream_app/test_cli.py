@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -15,22 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from stream_app.cli import WEB_PORT_FILE, app
-from stream_app.settings import get_settings
 
 
 def _run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test reads the settings from the environment it sets up."""
-    for name in [n for n in os.environ if n.startswith("SEGSTREAM_")]:
-        monkeypatch.delenv(name)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture

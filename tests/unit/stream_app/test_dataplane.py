@@ -6,9 +6,14 @@ import json
 
 from confluent_kafka import TopicPartition
 
-from stream_app.dataplane import PlaneStatus
+from stream_app.dataplane import DataPlane, PlaneStatus
 from stream_app.settings import Settings
-from tests.unit.stream_app.fakes import FakeMessage, SeekingConsumer, plane_with_fakes
+from tests.unit.stream_app.fakes import (
+    FakeMessage,
+    RecordingDelivery,
+    SeekingConsumer,
+    plane_with_fakes,
+)
 from tests.unit.stream_app.toy import toy_manifest
 
 TOPIC = "customer-signups"
@@ -30,7 +35,7 @@ def _messages(partition: int, offsets: range) -> list[FakeMessage]:
     return [FakeMessage(TOPIC, partition, o, f"c-{o}".encode(), _signup(o)) for o in offsets]
 
 
-def _plane():  # type: ignore[no-untyped-def]
+def _plane() -> tuple[DataPlane, RecordingDelivery]:
     plane, delivery = plane_with_fakes(Settings())
     plane.state.make_live(
         toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])

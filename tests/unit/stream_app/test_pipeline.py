@@ -10,14 +10,10 @@ from datetime import UTC, datetime
 from schemas import SegmentAssignment, assignment_event_id
 from stream_app.pipeline import SourceRecord, process_records
 from stream_app.scorer import Scorer
-from tests.unit.stream_app.toy import toy_manifest as _manifest
+from tests.unit.stream_app.toy import toy_scorer
 from training.generate import generate_signups
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
-
-
-def _scorer() -> Scorer:
-    return Scorer(_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]]))
 
 
 def test_each_record_is_assigned_or_dead_lettered_exactly_once() -> None:
@@ -26,7 +22,7 @@ def test_each_record_is_assigned_or_dead_lettered_exactly_once() -> None:
         SourceRecord(None, v, "signups", i % 4, i, 1_700_000_000.0) for i, v in enumerate(values)
     ]
     outcome = process_records(
-        records, _scorer(), consumer_group="g", max_event_bytes=65_536, now=NOW
+        records, toy_scorer(), consumer_group="g", max_event_bytes=65_536, now=NOW
     )
     assert len(outcome.assignments) == 450
     assert len(outcome.dead_letters) == 50
@@ -51,7 +47,7 @@ def test_an_assignment_carries_segment_action_version_and_a_deterministic_id() -
     ).encode()
     outcome = process_records(
         [SourceRecord(b"c-9", value, "signups", 0, 7)],
-        _scorer(),
+        toy_scorer(),
         consumer_group="g",
         max_event_bytes=65_536,
         now=NOW,
@@ -67,7 +63,7 @@ def test_an_assignment_carries_segment_action_version_and_a_deterministic_id() -
 
     echoed = process_records(
         [SourceRecord(b"c-9", value, "signups", 0, 7)],
-        _scorer(),
+        toy_scorer(),
         consumer_group="g",
         max_event_bytes=65_536,
         echo_customer=True,
@@ -81,7 +77,7 @@ def test_a_dead_letter_keeps_the_original_bytes_and_says_where_and_why() -> None
     raw = b"\xff\x00 broken"
     outcome = process_records(
         [SourceRecord(b"k", raw, "signups", 3, 42, 1_700_000_000.5)],
-        _scorer(),
+        toy_scorer(),
         consumer_group="grp",
         max_event_bytes=65_536,
         now=NOW,
@@ -110,7 +106,7 @@ def test_a_dead_letter_keeps_the_original_bytes_and_says_where_and_why() -> None
 def _letter_of(raw: bytes, limit: int) -> tuple[bytes, dict[str, object]]:
     outcome = process_records(
         [SourceRecord(b"c-1", raw, "signups", 1, 9, None)],
-        _scorer(),
+        toy_scorer(),
         consumer_group="g",
         max_event_bytes=65_536,
         now=NOW,
@@ -167,7 +163,7 @@ def _odd_gender_signup() -> bytes:
 def test_an_unrecognised_gender_is_unknown_for_a_model_without_gender() -> None:
     outcome = process_records(
         [SourceRecord(b"c-g", _odd_gender_signup(), "signups", 0, 1)],
-        _scorer(),
+        toy_scorer(),
         consumer_group="g",
         max_event_bytes=65_536,
         now=NOW,
@@ -177,7 +173,7 @@ def test_an_unrecognised_gender_is_unknown_for_a_model_without_gender() -> None:
 
 
 def test_an_unrecognised_gender_is_dead_lettered_when_the_model_scores_by_gender() -> None:
-    manifest = _manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]])
+    manifest = toy_scorer().manifest
     by_gender = manifest.model_copy(
         update={
             "features": ["age", "annual_income", "gender_female"],

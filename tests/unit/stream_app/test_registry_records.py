@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 
 import pytest
 from pydantic import SecretStr
@@ -27,7 +28,9 @@ def _body(version: str, key: SecretStr | None = None) -> bytes:
     return sign(manifest, key).model_dump_json().encode()
 
 
-def _fold(records: list[tuple[str, bytes | None]], key: SecretStr | None = KEY) -> ModelRegistry:
+def _fold(
+    records: Sequence[tuple[str, bytes | None]], key: SecretStr | None = KEY
+) -> ModelRegistry:
     registry = ModelRegistry(name=NAME)
     for record_key, value in records:
         apply_record(registry, record_key.encode(), value, key)

@@ -229,6 +229,20 @@ def test_a_bad_combination_is_one_clear_line_without_secrets(
     _assert_hidden(text)
 
 
+def test_fausts_own_variables_do_not_override_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stream_app.app import create_app
+
+    monkeypatch.setenv("WEB_PORT", "1234")
+    monkeypatch.setenv("BROKER_URL", "kafka://elsewhere:9092")
+    monkeypatch.setenv("APP_DATADIR", "/elsewhere")
+    conf = create_app(Settings(web_port=7777, data_dir=Path("worker-data"))).faust_app.conf
+    assert conf.web_port == 7777
+    assert [str(url) for url in conf.broker] == ["kafka://127.0.0.1:9092"]
+    assert conf.datadir == Path("worker-data")
+
+
 def test_aiokafka_debug_logs_hide_the_sasl_token(caplog: pytest.LogCaptureFixture) -> None:
     _sasl(sasl_mechanism="PLAIN").kafka_client_options()
     # What aiokafka's connection logs for each request: a PLAIN token is the password.

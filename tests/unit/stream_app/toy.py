@@ -1,4 +1,4 @@
-"""A hand-made manifest for scorer and agent tests, and a stand-in for Faust's producer."""
+"""A hand-made manifest and scorer for scoring tests, and a stand-in for Faust's producer."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import BadRowSummary, ModelManifest, ScalerParams, SegmentProfile
+from stream_app.scorer import Scorer
 
 
 def toy_manifest(
@@ -38,6 +39,11 @@ def toy_manifest(
         training_data_fingerprint="sha256:toy",
         random_state=0,
     )
+
+
+def toy_scorer() -> Scorer:
+    """Two segments of the toy manifest: mean age 40, income 50,000; centroids (-1, 0), (1, 1)."""
+    return Scorer(toy_manifest([40.0, 50_000.0], [10.0, 10_000.0], [[-1.0, 0.0], [1.0, 1.0]]))
 
 
 @dataclass(frozen=True)
