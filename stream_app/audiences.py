@@ -187,7 +187,11 @@ class _Writer:
         source_event_id: str | None,
         changed_at: str,
     ) -> dict[str, Any] | None:
-        """The customer's new state, or None when nothing about it changed."""
+        """The customer's new state, or None when nothing about it changed.
+
+        A newer event that repeats the features still moves `updated_at` on: an event dated
+        before it is stale whether it comes in the same batch or a later one.
+        """
         segment = self.manifest.segments[label]
         version = self.manifest.version
         age, income, gender = features
@@ -197,6 +201,7 @@ class _Writer:
                 same_segment
                 and previous["model_version"] == version
                 and (previous["age"], previous["annual_income"], previous["gender"]) == features
+                and previous["updated_at"] == updated_at
             ):
                 return None
             since = previous["since"] if same_segment else changed_at
