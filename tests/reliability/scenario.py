@@ -82,15 +82,23 @@ def start_scenario(
     started = [worker_factory(model, **worker_env) for _ in range(workers)]
     for worker in started:
         worker.wait_ready()
+    replay, replayed = replay_in_background(kafka, names, path, rate)
+    return Scenario(kafka, names, started, valid, invalid, replay, replayed)
+
+
+def replay_in_background(
+    kafka: Broker, names: Names, path: Path, rate: int
+) -> tuple[threading.Thread, list[object]]:
+    """Replay a JSONL file at rate on a thread; its finished process lands in the list."""
     env = segstream_env(kafka, names)
     replayed: list[object] = []
 
     def run() -> None:
-        # The outcome is checked by finish(), in the test's own thread.
+        # The outcome is checked by Scenario.finish(), in the test's own thread.
         replayed.append(
             run_segstream(["replay", str(path), "--rate", str(rate)], env=env, timeout=600)
         )
 
     replay = threading.Thread(target=run)
     replay.start()
-    return Scenario(kafka, names, started, valid, invalid, replay, replayed)
+    return replay, replayed
