@@ -437,10 +437,10 @@ def test_a_worker_leaves_and_the_other_restores_its_customers_and_answers_for_th
     report: list[dict[str, object]],
 ) -> None:
     n = 2_000
-    stayer = worker_factory(trained_model)
-    stayer.wait_ready()  # it creates the topics; the second worker finds them
-    leaver = worker_factory(trained_model)
-    leaver.wait_ready()
+    # Started together: both create the topics, and both must find them.
+    stayer, leaver = worker_factory(trained_model), worker_factory(trained_model)
+    for worker in (stayer, leaver):
+        worker.wait_ready()
     _wait_until(lambda: len(_owned(stayer)) == 2 and len(_owned(leaver)) == 2, "2 + 2 split")
     path = tmp_path / "signups.jsonl"
     _write_events(path, list(generate_signups(n, seed=21)))
