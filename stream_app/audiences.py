@@ -258,12 +258,21 @@ class _Writer:
         source_event_id: str | None,
         changed_at: str,
     ) -> None:
-        """Move the customer to its new state; note a change when its segment id differs."""
+        """Move the customer to its new state; note a change when its segment id differs.
+
+        A newer event that repeats the features still moves `updated_at` on: an event dated
+        before it is stale whether it comes in the same batch or a later one.
+        """
         segment = self.manifest.segments[label]
         version = self.manifest.version
         if previous is not None:
             same_segment = previous.segment_id == segment.id
-            if same_segment and previous.model_version == version and previous.features == features:
+            if (
+                same_segment
+                and previous.model_version == version
+                and previous.features == features
+                and previous.updated_at == updated_at
+            ):
                 return
             since = previous.since if same_segment else changed_at
             revision = previous.revision + 1

@@ -311,9 +311,7 @@ async def ensure_state_topics(settings: Settings) -> list[str]:
     """Create the segment-changes topic and the state topic, the latter compacted and with as
     many partitions as the input (partition p holds the state of input partition p);
     ConfigurationError when an existing state topic has another count."""
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    async with started(admin, settings):
-        partitions = len(await _topic_partitions(settings, admin._client, settings.input_topic))
+    partitions = len(await _partitions_of_existing(settings, settings.input_topic))
     created = await ensure_topics(
         settings,
         [
@@ -323,15 +321,32 @@ async def ensure_state_topics(settings: Settings) -> list[str]:
     )
     if settings.state_topic in created:
         return created
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    async with started(admin, settings):
-        state = len(await _topic_partitions(settings, admin._client, settings.state_topic))
+    state = len(await _partitions_of_existing(settings, settings.state_topic))
     if state != partitions:
         raise ConfigurationError(
             f"{settings.state_topic} has {state} partitions and {settings.input_topic} "
             f"{partitions}: the state topic needs one partition per input partition"
         )
     return created
+
+
+async def _partitions_of_existing(settings: Settings, topic: str) -> list[int]:
+    """The partitions of a topic that exists, once the broker's metadata shows it.
+
+    A topic another worker created a moment ago already refuses a second creation, but can
+    be missing from a broker's metadata for a short while: that is waited out, up to the
+    connect timeout.
+    """
+    deadline = time.monotonic() + settings.connect_timeout
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    async with started(admin, settings):
+        while True:
+            try:
+                return await _topic_partitions(settings, admin._client, topic)
+            except UnknownTopicError:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
 
 async def missing_topics(settings: Settings, names: list[str]) -> list[str]:

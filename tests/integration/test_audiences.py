@@ -167,13 +167,13 @@ def _publish(env: dict[str, str], *args: str) -> None:
     ok(["publish", *args], env=env)
 
 
-def _train(tmp_path: Path, seed: int, version: str) -> Path:
+def _train(tmp_path: Path, seed: int, version: str, k: int = 4) -> Path:
     customers = tmp_path / f"customers-{seed}.csv"
     made = run_segstream(
         ["generate", "customers", "--n", "600", "--seed", str(seed), "--out", str(customers)]
     )
     assert made.returncode == 0, made.stderr
-    options = ["--k", "4", "--version", version, "--seed", str(seed), "--no-report"]
+    options = ["--k", str(k), "--version", version, "--seed", str(seed), "--no-report"]
     out = tmp_path / "models"
     trained = run_segstream(["train", "--data", str(customers), "--out", str(out), *options])
     assert trained.returncode == 0, trained.stderr
