@@ -461,6 +461,11 @@ class Audiences:
         """Replay the state topic's partition from the store's checkpoint to its end."""
         reader = self._reader_for()
         start = store.checkpoint
+        _low, high = reader.get_watermark_offsets(
+            TopicPartition(self.state_topic, partition), timeout=timeout
+        )
+        if high <= (start or 0):
+            return 0  # nothing was written since the store's checkpoint
         tp = TopicPartition(self.state_topic, partition, start if start is not None else -2)
         reader.assign([tp])
         restored, end = 0, start
@@ -475,7 +480,8 @@ class Audiences:
                     raise TimeoutError(
                         f"restoring {self.state_topic}[{partition}] took over {timeout:.0f} s"
                     )
-                messages = reader.consume(_RESTORE_BATCH, 0.5)
+                # A short wait: consume() returns a partial batch only when its wait ends.
+                messages = reader.consume(_RESTORE_BATCH, 0.05)
                 batch = WriteBatch(raw_mode=True)
                 done = False
                 for message in messages:

@@ -397,6 +397,7 @@ class DataPlane:
         if self.audiences is None or not outcome.events:
             return None
         state = self.audiences.apply(outcome.events, outcome.labels, scorer)
+        outcome.updates = len(outcome.events) - len(outcome.signups) - len(state.unknown)
         if state.unknown:
             now = datetime.now(UTC)
             for position in state.unknown:
@@ -569,6 +570,8 @@ class DataPlane:
         state, metrics = self.state, self.metrics
         metrics.events.labels("assigned").inc(len(outcome.assignments))
         metrics.events.labels("dead_lettered").inc(len(outcome.dead_letters))
+        if outcome.updates:
+            metrics.events.labels("profile_update").inc(outcome.updates)
         for segment_id, n in outcome.segment_counts.items():
             metrics.segments.labels(segment_id).inc(n)
         for reason, n in outcome.reason_counts.items():

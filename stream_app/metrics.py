@@ -136,7 +136,7 @@ class WorkerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.events = Counter(
             "segstream_events",
-            "Input records handled, by outcome",
+            "Input records handled, by outcome (assigned, dead_lettered, profile_update)",
             ["outcome"],
             registry=self.registry,
         )
@@ -235,10 +235,12 @@ class WorkerMetrics:
         outcomes = _totals(self.events)
         assigned = outcomes.get("assigned", 0)
         dead_lettered = outcomes.get("dead_lettered", 0)
+        updates = outcomes.get("profile_update", 0)
         return {
-            "consumed": assigned + dead_lettered,
+            "consumed": assigned + dead_lettered + updates,
             "assigned": assigned,
             "dead_lettered": dead_lettered,
+            "profile_updates": updates,
             "models_refused": _total(self.models_refused),
             "segments": _totals(self.segments),
             "dead_letter_reasons": _totals(self.dead_letters),

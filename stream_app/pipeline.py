@@ -67,6 +67,8 @@ class BatchOutcome:
     #: The valid signups and their live labels, so shadow scoring need not decode again.
     signups: list[CustomerSignup] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    #: Profile updates applied to customer state (set by the data plane).
+    updates: int = 0
     #: Every valid event (signups and profile updates) with its record, in input order.
     events: list[tuple[SourceRecord, CustomerSignup | ProfileUpdate]] = field(default_factory=list)
 
