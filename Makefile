@@ -82,9 +82,12 @@ test-reliability: install
 # events in seconds (longer on a busy machine or a slower worker), on a broker of its own that
 # it starts and stops; the first run also makes bench/.venvs/ (the Quix Streams and
 # confluent-kafka peers). `make bench BENCH_ARGS=--quick` is a smoke run of a few minutes;
-# the method is in bench/README.md, the figures in bench/results/latest.md.
+# the method is in bench/README.md, the figures in bench/results/latest.md. Then customer
+# state (bench/state.py, about 10 more minutes): restore, re-segmentation, memory of
+# 10,000,000 customers; figures in bench/results/state-latest.md.
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.state $(BENCH_STATE_ARGS)
 
 kafka-start:
 	scripts/kafka-local start

@@ -118,6 +118,13 @@ def _same_customer(key: bytes, customer_id: str) -> bool:
     return unicodedata.normalize("NFC", text) == customer_id
 
 
+def _check_key(key: bytes | None, customer_id: str) -> None:
+    """A record key, when present, must name the body's customer (KeyMismatchError)."""
+    if key is not None and not _same_customer(key, customer_id):
+        shown = key[:64].decode("utf-8", "backslashreplace")
+        raise KeyMismatchError(f"record key {shown!r} differs from customer_id {customer_id!r}")
+
+
 def decode_signup(
     key: bytes | None, value: bytes | None, max_bytes: int, *, gender_required: bool = False
 ) -> CustomerSignup:
@@ -138,11 +145,7 @@ def decode_signup(
         signup = CustomerSignup.model_validate_json(value, context=context)
     except ValidationError as exc:
         raise _classify(value, exc) from None
-    if key is not None and not _same_customer(key, signup.customer_id):
-        shown = key[:64].decode("utf-8", "backslashreplace")
-        raise KeyMismatchError(
-            f"record key {shown!r} differs from customer_id {signup.customer_id!r}"
-        )
+    _check_key(key, signup.customer_id)
     spelling = context.get(UNRECOGNISED_GENDER)
     if isinstance(spelling, str):
         _UNRECOGNISED.note(spelling)
@@ -168,9 +171,5 @@ def decode_event(
         if any(item["loc"] == ("kind",) for item in exc.errors(include_url=False)):
             return decode_signup(key, value, max_bytes, gender_required=gender_required)
         raise _classify(value, exc) from None
-    if key is not None and not _same_customer(key, update.customer_id):
-        shown = key[:64].decode("utf-8", "backslashreplace")
-        raise KeyMismatchError(
-            f"record key {shown!r} differs from customer_id {update.customer_id!r}"
-        )
+    _check_key(key, update.customer_id)
     return update
