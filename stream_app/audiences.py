@@ -34,6 +34,7 @@ from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 from schemas import CustomerSignup, Gender, ModelManifest, ProfileUpdate, segment_change_id
 from stream_app.metrics import AudienceMetrics
 from stream_app.pipeline import Headers, OutgoingRecord, SourceRecord
+from stream_app.pipeline import json_strings as _json_strings
 from stream_app.scorer import Scorer
 
 __all__ = [
@@ -238,7 +239,6 @@ class _Writer:
         self.manifest = manifest
         self.outcome = outcome
         version = manifest.version
-        self.version_header: Headers = [("segstream.model.version", version.encode())]
         self.version_json = to_json(version)
         # Per segment, once per batch: its id, name and action as JSON strings.
         self.segment_json = [
@@ -307,8 +307,66 @@ class _Writer:
                 revision,
             )
         )
-        self.outcome.changes.append(_record(OutgoingRecord, (key, change, self.version_header, -1)))
+        self.outcome.changes.append(_record(OutgoingRecord, (key, change, _NO_HEADERS, -1)))
         self.outcome.change_counts[reason] += 1
+
+    def first_signups(self, signups: list[tuple[int, bytes, CustomerSignup, int]]) -> None:
+        """State and change records of customers signing up, built a column at a time.
+
+        The same bytes `write` and `finish` would make (revision 1, since = updated_at =
+        changed_at = the signup time, no segment exited), but each text column is escaped
+        by one pydantic-core call for the whole batch.
+        """
+        events = [signup for _p, _k, signup, _l in signups]
+        customers = _json_strings([signup.customer_id for signup in events])
+        sources = _json_strings([signup.event_id for signup in events])
+        moments = _json_strings([signup.signed_up_at for signup in events])
+        ages = to_json([signup.age for signup in events])[1:-1].split(b",")
+        incomes = to_json([signup.annual_income for signup in events])[1:-1].split(b",")
+        if not (len(customers) == len(sources) == len(moments) == len(ages) == len(events)):
+            # Cannot happen with pydantic-core's escaping (see _json_strings); never guess.
+            for partition, key, signup, label in signups:
+                moment = _iso(signup.signed_up_at)
+                self.write(
+                    partition, key, None, _features_of(signup), label, moment, "signup",
+                    signup.event_id, moment,
+                )  # fmt: skip
+            return
+        # pydantic writes a UTC time with "Z"; other offsets are moved to UTC one by one.
+        moments = [
+            m if m.endswith(b"Z") else _iso(signup.signed_up_at).encode()
+            for m, signup in zip(moments, events, strict=True)
+        ]
+        version = self.version_json
+        segment_json, counts = self.segment_json, self.outcome.change_counts
+        changes, changelog, stores = self.outcome.changes, self.outcome.changelog, self.stores
+        for (partition, key, signup, label), customer, source, moment, age, income in zip(
+            signups, customers, sources, moments, ages, incomes, strict=True
+        ):
+            segment_id, segment_name, action = segment_json[label]
+            state = (
+                b'{"customer_id":"%b","age":%b,"annual_income":%b,"gender":"%b",'
+                b'"segment_id":%b,"segment_name":%b,"model_version":%b,"since":"%b",'
+                b'"updated_at":"%b","revision":1,"source_event_id":"%b"}'
+                % (
+                    customer, age, income, signup.gender.value.encode(), segment_id,
+                    segment_name, version, moment, moment, source,
+                )
+            )  # fmt: skip
+            change = (
+                b'{"event_id":"%b","customer_id":"%b","entered_segment_id":%b,'
+                b'"entered_segment_name":%b,"action":%b,"exited_segment_id":null,'
+                b'"reason":"signup","model_version":%b,"previous_model_version":null,'
+                b'"source_event_id":"%b","changed_at":"%b","revision":1}'
+                % (
+                    segment_change_id(signup.customer_id, 1).encode(), customer, segment_id,
+                    segment_name, action, version, source, moment,
+                )
+            )  # fmt: skip
+            stores[partition].pending[key] = state
+            changelog.append(_record(OutgoingRecord, (key, state, _NO_HEADERS, partition)))
+            changes.append(_record(OutgoingRecord, (key, change, _NO_HEADERS, -1)))
+        counts["signup"] += len(signups)
 
     def finish(self) -> None:
         """Stage each customer's last state of the batch and produce it to the state topic."""
@@ -540,9 +598,10 @@ class Audiences:
         outcome = StateOutcome()
         manifest = scorer.manifest
         writer = _Writer(self.stores, manifest, outcome)
+        places = [(record.partition, event.customer_id.encode()) for record, event in events]
         keys_by_partition: dict[int, list[bytes]] = {}
-        for record, event in events:
-            keys_by_partition.setdefault(record.partition, []).append(event.customer_id.encode())
+        for partition, key in places:
+            keys_by_partition.setdefault(partition, []).append(key)
         current: dict[tuple[int, bytes], _State | None] = {}
         for partition, keys in keys_by_partition.items():
             store = self.stores.get(partition)
@@ -551,12 +610,25 @@ class Audiences:
             unique = list(dict.fromkeys(keys))
             for key, value in zip(unique, store.get_many(unique), strict=True):
                 current[(partition, key)] = _read_state(value) if value is not None else None
+        # The common case, a customer's first signup and its only event in the batch, is
+        # written column by column; every other event goes through the general steps below.
+        times = Counter(places)
+        labels = iter(signup_labels)
+        first_signups: list[tuple[int, bytes, CustomerSignup, int]] = []
+        others: list[tuple[int, SourceRecord, Event, int]] = []
+        for position, ((record, event), where) in enumerate(zip(events, places, strict=True)):
+            label = next(labels) if type(event) is CustomerSignup else -1
+            if label >= 0 and current[where] is None and times[where] == 1:
+                first_signups.append((where[0], where[1], event, label))  # type: ignore[arg-type]
+            else:
+                others.append((position, record, event, label))
+        if first_signups:
+            writer.first_signups(first_signups)
         # Updates need scoring after their features are merged: one vectorised pass for all.
         steps: list[tuple[int, bytes, tuple[float, float, str], int, str, str, str]] = []
         updated_rows: list[tuple[float, float, str]] = []
         pending_features: dict[tuple[int, bytes], tuple[tuple[float, float, str], str]] = {}
-        signup_index = 0
-        for position, (record, event) in enumerate(events):
+        for position, record, event, label in others:
             key = event.customer_id.encode()
             where = (record.partition, key)
             known = pending_features.get(where)
@@ -565,8 +637,6 @@ class Audiences:
                 if state is not None:
                     known = (state.features, state.updated_at)
             if type(event) is CustomerSignup:
-                label = signup_labels[signup_index]
-                signup_index += 1
                 moment = _iso(event.signed_up_at)
                 if known is not None and _moment(known[1]) > event.signed_up_at:
                     outcome.stale += 1

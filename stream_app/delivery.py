@@ -76,7 +76,10 @@ def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord
 
     for key, value, headers, partition in records:
         try:
-            produce(topic, value, key, partition, headers=headers)
+            if headers:
+                produce(topic, value, key, partition, headers=headers)
+            else:  # an empty list of headers still costs librdkafka a header set per record
+                produce(topic, value, key, partition)
         except BufferError:
             # The queue drains as the broker acknowledges: wait by serving callbacks.
             for attempt in Retrying(
@@ -85,7 +88,7 @@ def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord
                 sleep=serve_callbacks,
             ):
                 with attempt:
-                    produce(topic, value, key, partition, headers=headers)
+                    produce(topic, value, key, partition, headers=headers or None)
 
 
 def _fatal(what: str, error: KafkaError) -> FatalKafkaError:

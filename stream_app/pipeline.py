@@ -28,7 +28,14 @@ from stream_app.decoding import decode_event
 from stream_app.exceptions import StateDisabledError
 from stream_app.scorer import Scorer, feature_matrix
 
-__all__ = ["BatchOutcome", "OutgoingRecord", "SourceRecord", "dead_letter", "process_records"]
+__all__ = [
+    "BatchOutcome",
+    "OutgoingRecord",
+    "SourceRecord",
+    "dead_letter",
+    "json_strings",
+    "process_records",
+]
 
 
 class SourceRecord(NamedTuple):
@@ -229,8 +236,10 @@ def process_records(
     )
     # One header list for the whole batch: nothing downstream changes it.
     version_header: Headers = [("segstream.model.version", manifest.version.encode())]
+    # tuple.__new__: a NamedTuple without its generated __new__, a third cheaper per record.
+    make = tuple.__new__
     outcome.assignments = [
-        OutgoingRecord(signup.customer_id.encode(), value, version_header)
+        make(OutgoingRecord, (signup.customer_id.encode(), value, version_header, -1))
         for signup, value in zip(signups, values, strict=True)
     ]
     segment_ids = [segment.id for segment in manifest.segments]
@@ -261,8 +270,8 @@ def _assignment_values(
             signups, labels, distances, outliers, manifest, now, echo_customer
         )
     version = manifest.version
-    event_ids = _json_strings([s.event_id for s in signups])
-    customer_ids = _json_strings([s.customer_id for s in signups])
+    event_ids = json_strings([s.event_id for s in signups])
+    customer_ids = json_strings([s.customer_id for s in signups])
     numbers = to_json(list(distances))[1:-1].split(b",")
     if not (len(event_ids) == len(customer_ids) == len(numbers) == len(signups)):
         # Cannot happen with pydantic-core's escaping (see _json_strings); never guess.
@@ -293,8 +302,9 @@ def _assignment_values(
     ]
 
 
-def _json_strings(texts: list[str]) -> list[bytes]:
-    """Each text as the inside of a JSON string, escaped by one pydantic-core call.
+def json_strings(texts: Sequence[object]) -> list[bytes]:
+    """Each text (or datetime) as the inside of a JSON string, escaped by one pydantic-core
+    call.
 
     The array's items are separated by `","`; inside an item every quote is escaped as `\\"`,
     so that sequence can only be a separator.

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from schemas import CustomerSignup, CustomerState, ModelManifest, ProfileUpdate, SegmentChanged
-from stream_app.audiences import Audiences, PartitionStore, StateOutcome
+from stream_app.audiences import Audiences, PartitionStore, StateOutcome, _iso, _Writer
 from stream_app.metrics import WorkerMetrics
 from stream_app.pipeline import SourceRecord
 from stream_app.scorer import Scorer
@@ -220,3 +220,42 @@ def test_a_shadow_count_says_how_many_would_move_without_changing_anything(
     state = audiences.lookup("c0")
     assert state is not None
     assert state["model_version"] == "toy"
+
+
+@pytest.mark.parametrize(
+    ("customer", "at"),
+    [
+        ("c1", datetime(2026, 1, 1, tzinfo=UTC)),
+        ('say"hi"\\', datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC)),
+        ("zoë-ü", datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
+    ],
+)
+def test_first_signups_are_written_as_the_general_path_and_the_contracts_write_them(
+    tmp_path: Path, customer: str, at: datetime
+) -> None:
+    signup = CustomerSignup(
+        event_id=f"e-{customer}", customer_id=customer, age=0.00001, annual_income=52_000.5,
+        signed_up_at=at,
+    )  # fmt: skip
+    key = customer.encode()
+    made = []
+    for fast in (True, False):
+        store = PartitionStore(tmp_path / f"p-{fast}")
+        outcome = StateOutcome()
+        writer = _Writer({0: store}, MANIFEST, outcome)
+        if fast:
+            writer.first_signups([(0, key, signup, 1)])
+        else:
+            moment = _iso(signup.signed_up_at)
+            writer.write(
+                0, key, None, (signup.age, signup.annual_income, signup.gender.value), 1,
+                moment, "signup", signup.event_id, moment,
+            )  # fmt: skip
+            writer.finish()
+        made.append((outcome.changelog[0].value, outcome.changes[0].value, store.pending[key]))
+        store.close()
+    assert made[0] == made[1]
+    state, change, staged = made[0]
+    assert staged == state
+    assert CustomerState.model_validate_json(state).model_dump_json().encode() == state
+    assert SegmentChanged.model_validate_json(change).model_dump_json().encode() == change
