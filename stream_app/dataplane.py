@@ -429,6 +429,13 @@ class DataPlane:
             return
         version = scorer.manifest.version
         if version != self._rescan_version:
+            if self._pending.state_writes:
+                # States in the open commit may carry the previous model and are not in the
+                # stores yet, where the scan reads: commit them first (or, aborted, they are
+                # read again and scored by the new model).
+                self._commit()
+                if self.state.scorer is not scorer:
+                    return  # the model changed again meanwhile: start over next time
             self._rescan_version = version
             self._rescan = dict.fromkeys(audiences.owned(), b"")
         if self._rescan:
