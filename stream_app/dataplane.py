@@ -487,8 +487,12 @@ class DataPlane:
         }
 
     def audience_report(self) -> dict[str, object] | None:
-        """Re-segmentation progress and the shadow count, for `segstream models`."""
-        if self.audiences is None or not self.status.running:
+        """Re-segmentation progress and the shadow count, for `segstream models`.
+
+        None while the broker is down: a report queued then would hold up the worker's stop,
+        which flushes what it has queued.
+        """
+        if self.audiences is None or not self.status.running or not self.status.broker_up:
             return None
         return {
             "worker": worker_id(self.settings),
@@ -710,6 +714,9 @@ class DataPlane:
             "group.id": f"{self.settings.app_id}.state-restore",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # The end of a partition is known once a fetch comes back empty: do not let the
+            # broker wait for more (its default, 500 ms, per partition restored).
+            "fetch.wait.max.ms": 10,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
             "logger": logging.getLogger("librdkafka"),

@@ -131,7 +131,18 @@ class ExactlyOnce:
         if not self._open:
             self._producer.begin_transaction()
             self._open = True
-        produce_all(self._producer, topic, records)
+        try:
+            produce_all(self._producer, topic, records)
+        except KafkaException as exc:
+            # An abortable error that reached the transaction meanwhile (a refused offset
+            # commit, an out-of-order sequence after a rebalance) makes librdkafka refuse
+            # further records with "Erroneous state": abort it, and the batch is read again.
+            # A producer that cannot abort is fatal (abort() raises).
+            self.abort()
+            error = kafka_error(exc)
+            raise TransactionAbortedError(
+                f"producing: {error.str() if error else exc} (the transaction was aborted)"
+            ) from None
 
     def commit(self, offsets: list[TopicPartition]) -> None:
         """Commit the open transaction with the offsets under the current group generation."""

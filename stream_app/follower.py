@@ -45,8 +45,6 @@ _RESTART_SECONDS = 2.0
 SendRecord = Callable[[bytes, bytes], Awaitable[None]]
 #: The worker's audience report (re-segmentation progress), or None without customer state.
 AudienceReport = Callable[[], dict[str, Any] | None]
-#: A report is re-sent this often when nothing changed, so `models` can tell who is alive.
-_AUDIENCE_REPORT_SECONDS = 10.0
 
 
 def _log_restart(retry_state: RetryCallState) -> None:
@@ -72,7 +70,6 @@ class ModelFollower:
         self.send = send
         self.audience = audience
         self._last_audience_report: str | None = None
-        self._last_audience_time = 0.0
         self.worker_name = f"{socket.gethostname()}-{os.getpid()}-{settings.web_port}"
         self._registry = ModelRegistry(name=settings.model_name)
         # Versions already logged and counted as refused: kept across restarts of the reader,
@@ -190,16 +187,15 @@ class ModelFollower:
         report = self.audience() if self.audience is not None else None
         if report is None:
             return
+        # Only when it changes: a record queued while the broker is down would hold up the
+        # worker's stop, which flushes what is queued.
         body = json.dumps(report, sort_keys=True)
-        now = time.monotonic()
-        if body == self._last_audience_report and now - self._last_audience_time < (
-            _AUDIENCE_REPORT_SECONDS
-        ):
+        if body == self._last_audience_report:
             return
         worker = str(report["worker"])
         stamped = json.dumps({**report, "reported_at": time.time()}, sort_keys=True)
         await self.send(audience_key(self.settings.model_name, worker), stamped.encode())
-        self._last_audience_report, self._last_audience_time = body, now
+        self._last_audience_report = body
 
     async def _report_shadow(self) -> None:
         figures = self.state.shadow_figures()

@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from stream_app.settings import Settings
 
-__all__ = ["MEMBER_PREFIX", "Lookup", "LookupAnswer", "member_client_id"]
+__all__ = ["MEMBER_PREFIX", "Lookup", "LookupAnswer", "group_worker_ids", "member_client_id"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,21 @@ def member_client_id(worker: str, url: str) -> str:
 #: (HTTP status, body): 200 with the state, 404 when no worker holds it, 503 when the
 #: workers that might hold it could not be asked.
 LookupAnswer = tuple[int, dict[str, Any]]
+
+
+def group_worker_ids(settings: Settings) -> set[str] | None:
+    """The worker ids of the consumer group's members now; None when it cannot be read."""
+    admin = AdminClient(settings.librdkafka_options())
+    futures = admin.describe_consumer_groups([settings.app_id], request_timeout=_PEER_TIMEOUT)
+    try:
+        description = futures[settings.app_id].result(_PEER_TIMEOUT)
+    except KafkaException:
+        return None
+    return {
+        (member.client_id or "").split("|")[1]
+        for member in description.members
+        if (member.client_id or "").startswith(MEMBER_PREFIX)
+    }
 
 
 def _peer_urls(settings: Settings, own_url: str) -> list[str]:

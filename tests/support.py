@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -442,16 +442,60 @@ def unconsumed(bootstrap: str, group: str, topic: str) -> int:
     return asyncio.run(lag())
 
 
-async def _end_offsets(bootstrap: str, partitions: list[Any]) -> dict[Any, int]:
+async def _end_offsets(
+    bootstrap: str, partitions: list[Any], isolation_level: str = "read_uncommitted"
+) -> dict[Any, int]:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, isolation_level=isolation_level
+    )
     await consumer.start()
     try:
         ends: dict[Any, int] = await consumer.end_offsets(partitions)
         return ends
     finally:
         await consumer.stop()
+
+
+def open_transactions(bootstrap: str, topics: Sequence[str]) -> int:
+    """Records of topics that a transaction still open holds back from read_committed
+    readers (high watermark minus last stable offset, summed over partitions)."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def held_back() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(topics))
+        finally:
+            await admin.close()
+        tps = [
+            TopicPartition(topic["topic"], p["partition"])
+            for topic in described
+            for p in topic["partitions"]
+        ]
+        high = await _end_offsets(bootstrap, tps)
+        last_stable = await _end_offsets(bootstrap, tps, "read_committed")
+        return sum(high[tp] - last_stable[tp] for tp in tps)
+
+    return asyncio.run(held_back())
+
+
+def wait_until_settled(bootstrap: str, topics: Sequence[str], timeout: float = 60) -> None:
+    """Wait until no transaction is open on topics.
+
+    A worker killed in a transaction leaves it open until the broker aborts it
+    (transaction.timeout.ms); until then read_committed readers stop at its first record and
+    do not see what later transactions committed behind it.
+    """
+    poll(
+        lambda: open_transactions(bootstrap, topics) == 0,
+        f"no open transaction on {', '.join(topics)}",
+        timeout,
+        interval=0.5,
+    )
 
 
 def wait_until_consumed(bootstrap: str, group: str, topic: str, timeout: float = 120) -> None:

@@ -12,7 +12,6 @@ import json
 import logging
 import socket
 import sys
-import time
 import traceback
 from collections import Counter
 from collections.abc import Sequence
@@ -576,17 +575,16 @@ def models_command(
             typer.echo(f"refused by worker {worker}: {version}: {reason}")
 
 
-#: Workers that have not reported for this long are taken as gone.
-_AUDIENCE_REPORT_MAX_AGE = 60.0
-
-
 def _audience_lines(registry: ModelRegistry, live: str | None, candidate: str | None) -> list[str]:
-    """Re-segmentation progress and shadow counts over customers, from the workers' reports."""
-    now = time.time()
+    """Re-segmentation progress and shadow counts over customers, from the workers' reports
+    (of the workers in the consumer group now, when the group can be read)."""
+    from stream_app.lookup import group_worker_ids
+
+    members = group_worker_ids(load_settings())
     lines = []
     for worker, report in sorted(registry.audiences.items()):
-        if now - float(report.get("reported_at", 0)) > _AUDIENCE_REPORT_MAX_AGE:
-            continue  # a worker that stopped reporting is gone
+        if members is not None and worker not in members:
+            continue  # a worker that has left the group
         resegment = report.get("resegment") or {}
         if live and resegment.get("model_version") == live:
             remaining = resegment.get("partitions_remaining") or []

@@ -28,6 +28,7 @@ from tests.support import (
     signup_ids,
     start_segstream,
     wait_until_consumed,
+    wait_until_settled,
 )
 
 pytestmark = pytest.mark.compose
@@ -82,6 +83,7 @@ def _replay(stack: ComposeStack, path: Path, rate: int = 0) -> subprocess.Comple
 def _outcome(stack: ComposeStack, ledger: Ledger) -> dict[str, int]:
     """Wait until the workers have committed every signup; figures over all of them."""
     wait_until_consumed(stack.bootstrap, GROUP, INPUT_TOPIC, timeout=240)
+    wait_until_settled(stack.bootstrap, [OUTPUT_TOPIC, DLQ_TOPIC])
     assignments = read_topic(stack.bootstrap, OUTPUT_TOPIC)
     letters = read_topic(stack.bootstrap, DLQ_TOPIC)
     return delivery_figures(assignments, letters, ledger.valid, ledger.invalid)

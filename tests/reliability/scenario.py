@@ -19,6 +19,7 @@ from tests.support import (
     signup_ids,
     start_segstream,
     wait_until_consumed,
+    wait_until_settled,
     write_signups,
 )
 
@@ -47,6 +48,7 @@ class Scenario:
         self.replay.finish(timeout=600)
         bootstrap, names = self.kafka.bootstrap, self.names
         wait_until_consumed(bootstrap, names.app_id, names.input_topic, timeout=240)
+        wait_until_settled(bootstrap, [names.output_topic, names.dlq_topic])
         assignments = read_topic(bootstrap, names.output_topic)
         letters = read_topic(bootstrap, names.dlq_topic)
         figures: dict[str, object] = {
