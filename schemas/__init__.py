@@ -5,6 +5,7 @@ from schemas.audiences import (
     CustomerState,
     ProfileUpdate,
     SegmentChanged,
+    first_change_ids,
     segment_change_id,
 )
 from schemas.errors import (
@@ -44,5 +45,6 @@ __all__ = [
     "SegstreamError",
     "assignment_event_id",
     "export_json_schemas",
+    "first_change_ids",
     "segment_change_id",
 ]

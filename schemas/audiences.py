@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.events import AGE_MAX, INCOME_MAX, Gender, Identifier, parse_gender, uuid5_text
+from schemas.events import (
+    AGE_MAX,
+    INCOME_MAX,
+    Gender,
+    Identifier,
+    parse_gender,
+    uuid5_text,
+    uuid5_texts,
+)
 
 __all__ = [
     "PROFILE_UPDATE",
@@ -15,6 +24,7 @@ __all__ = [
     "CustomerState",
     "ProfileUpdate",
     "SegmentChanged",
+    "first_change_ids",
     "segment_change_id",
 ]
 
@@ -109,3 +119,8 @@ class SegmentChanged(BaseModel):
 def segment_change_id(customer_id: str, revision: int) -> str:
     """Deterministic id of the change that made revision `revision` of a customer's state."""
     return uuid5_text(_CHANGE_NAMESPACE_BYTES, f"{customer_id}\x1f{revision}")
+
+
+def first_change_ids(customer_ids: Sequence[bytes]) -> list[bytes]:
+    """segment_change_id(customer_id, 1) of each (encoded) customer id, as ASCII bytes."""
+    return uuid5_texts(_CHANGE_NAMESPACE_BYTES, [customer + b"\x1f1" for customer in customer_ids])

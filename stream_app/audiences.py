@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -31,9 +33,16 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pydantic_core import from_json, to_json
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
-from schemas import CustomerSignup, Gender, ModelManifest, ProfileUpdate, segment_change_id
+from schemas import (
+    CustomerSignup,
+    Gender,
+    ModelManifest,
+    ProfileUpdate,
+    first_change_ids,
+    segment_change_id,
+)
 from stream_app.metrics import AudienceMetrics
-from stream_app.pipeline import Headers, OutgoingRecord, SourceRecord
+from stream_app.pipeline import OutgoingRecord, SourceRecord
 from stream_app.pipeline import json_strings as _json_strings
 from stream_app.scorer import Scorer
 
@@ -74,6 +83,9 @@ class PartitionStore:
         table = BlockBasedOptions()
         table.set_bloom_filter(10, False)
         options.set_block_based_table_factory(table)
+        # And one over the memtable's keys, which a lookup would otherwise search in full.
+        options.set_memtable_whole_key_filtering(True)
+        options.set_memtable_prefix_bloom_ratio(0.1)
         self.path = path
         self.db = Rdict(str(path), options)
         # No write-ahead log: the state topic is the store's log (as in Kafka Streams). After
@@ -179,9 +191,15 @@ def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-_NO_HEADERS: Headers = []
+#: State and change records carry no headers. None, not an empty list: a record tuple of bytes,
+#: ints and None holds nothing the garbage collector must follow, and it stops tracking it.
+_NO_HEADERS = None
 #: Builds a NamedTuple from a plain tuple without its generated __new__ (a third cheaper).
 _record = tuple.__new__
+#: The same, for a column of plain tuples at a time (map(_make_record, rows) runs in C).
+_make_record = partial(tuple.__new__, OutgoingRecord)
+#: Each gender as the inside of its JSON string.
+_GENDER_JSON = {gender: gender.value.encode() for gender in Gender}
 
 
 def _text(value: str) -> bytes:
@@ -324,7 +342,8 @@ class _Writer:
 
         The same bytes `write` and `finish` would make (revision 1, since = updated_at =
         changed_at = the signup time, no segment exited), but each text column is escaped
-        by one pydantic-core call for the whole batch.
+        by one pydantic-core call for the whole batch, the change ids are made for the whole
+        column, and each record is one format of a template per segment.
         """
         events = [signup for _p, _k, signup, _l in signups]
         customers = _json_strings([signup.customer_id for signup in events])
@@ -346,36 +365,56 @@ class _Writer:
             m if m.endswith(b"Z") else _iso(signup.signed_up_at).encode()
             for m, signup in zip(moments, events, strict=True)
         ]
-        version = self.version_json
-        segment_json, counts = self.segment_json, self.outcome.change_counts
-        changes, changelog, stores = self.outcome.changes, self.outcome.changelog, self.stores
-        for (partition, key, signup, label), customer, source, moment, age, income in zip(
-            signups, customers, sources, moments, ages, incomes, strict=True
-        ):
-            segment_id, segment_name, action = segment_json[label]
-            state = (
-                b'{"customer_id":"%b","age":%b,"annual_income":%b,"gender":"%b",'
-                b'"segment_id":%b,"segment_name":%b,"model_version":%b,"since":"%b",'
-                b'"updated_at":"%b","revision":1,"source_event_id":"%b"}'
-                % (
-                    customer, age, income, signup.gender.value.encode(), segment_id,
-                    segment_name, version, moment, moment, source,
-                )
-            )  # fmt: skip
-            change = (
-                b'{"event_id":"%b","customer_id":"%b","entered_segment_id":%b,'
+        keys = [key for _p, key, _s, _l in signups]
+        partitions = [partition for partition, _k, _s, _l in signups]
+        labels = [label for _p, _k, _s, label in signups]
+        genders = [_GENDER_JSON[signup.gender] for signup in events]
+        state_templates, change_templates = self._first_templates()
+        states = [
+            state_templates[label] % (customer, age, income, gender, moment, moment, source)
+            for label, customer, age, income, gender, moment, source in zip(
+                labels, customers, ages, incomes, genders, moments, sources, strict=True
+            )
+        ]
+        changes = [
+            change_templates[label] % (change_id, customer, source, moment)
+            for label, change_id, customer, source, moment in zip(
+                labels, first_change_ids(keys), customers, sources, moments, strict=True
+            )
+        ]
+        pending = {partition: store.pending for partition, store in self.stores.items()}
+        for partition, key, state in zip(partitions, keys, states, strict=True):
+            pending[partition][key] = state
+        self.outcome.changelog.extend(
+            map(_make_record, zip(keys, states, repeat(_NO_HEADERS), partitions))
+        )
+        self.outcome.changes.extend(
+            map(_make_record, zip(keys, changes, repeat(_NO_HEADERS), repeat(-1)))
+        )
+        self.outcome.change_counts["signup"] += len(signups)
+
+    def _first_templates(self) -> tuple[list[bytes], list[bytes]]:
+        """Per segment: the state and the change of a first signup, with everything but the
+        customer's own fields written in (a literal % in a name or action doubled)."""
+        version = self.version_json.replace(b"%", b"%%")
+        states, changes = [], []
+        for segment_id, segment_name, action in self.segment_json:
+            sid, name, act = (
+                part.replace(b"%", b"%%") for part in (segment_id, segment_name, action)
+            )
+            states.append(
+                b'{"customer_id":"%%b","age":%%b,"annual_income":%%b,"gender":"%%b",'
+                b'"segment_id":%b,"segment_name":%b,"model_version":%b,"since":"%%b",'
+                b'"updated_at":"%%b","revision":1,"source_event_id":"%%b"}' % (sid, name, version)
+            )
+            changes.append(
+                b'{"event_id":"%%b","customer_id":"%%b","entered_segment_id":%b,'
                 b'"entered_segment_name":%b,"action":%b,"exited_segment_id":null,'
                 b'"reason":"signup","model_version":%b,"previous_model_version":null,'
-                b'"source_event_id":"%b","changed_at":"%b","revision":1}'
-                % (
-                    segment_change_id(signup.customer_id, 1).encode(), customer, segment_id,
-                    segment_name, action, version, source, moment,
-                )
-            )  # fmt: skip
-            stores[partition].pending[key] = state
-            changelog.append(_record(OutgoingRecord, (key, state, _NO_HEADERS, partition)))
-            changes.append(_record(OutgoingRecord, (key, change, _NO_HEADERS, -1)))
-        counts["signup"] += len(signups)
+                b'"source_event_id":"%%b","changed_at":"%%b","revision":1}'
+                % (sid, name, act, version)
+            )
+        return states, changes
 
     def finish(self) -> None:
         """Stage each customer's last state of the batch and produce it to the state topic."""

@@ -54,12 +54,12 @@ Headers = list[tuple[str, str | bytes | None]]
 
 
 class OutgoingRecord(NamedTuple):
-    """A record to produce: key, value and headers (a batch's records may share one list);
-    partition -1 leaves the choice to the producer's partitioner."""
+    """A record to produce: key, value and headers (a batch's records may share one list; None
+    for none); partition -1 leaves the choice to the producer's partitioner."""
 
     key: bytes | None
     value: bytes
-    headers: Headers
+    headers: Headers | None
     partition: int = -1
 
 

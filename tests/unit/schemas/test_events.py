@@ -11,8 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas import CustomerSignup, Gender, assignment_event_id, export_json_schemas
-from schemas.events import GENDER_REQUIRED, UNRECOGNISED_GENDER
+from schemas import (
+    CustomerSignup,
+    Gender,
+    assignment_event_id,
+    export_json_schemas,
+    first_change_ids,
+    segment_change_id,
+)
+from schemas.events import GENDER_REQUIRED, UNRECOGNISED_GENDER, uuid5_texts
 
 VALID = {
     "event_id": "e-1",
@@ -151,3 +158,13 @@ def test_every_contract_json_schema_is_exported(tmp_path: Path) -> None:
     signup_schema = json.loads((tmp_path / "customer-signup.schema.json").read_text())
     assert signup_schema["properties"]["age"]["maximum"] == 120
     assert set(signup_schema["required"]) >= {"event_id", "customer_id", "age", "annual_income"}
+
+
+@given(names=st.lists(st.text(), max_size=20))
+def test_a_column_of_ids_is_the_standard_uuid5_of_each(names: list[str]) -> None:
+    namespace = uuid.UUID("0b7f5c1e-8d2a-5e43-a6f1-3c9d7e2b4a10")
+    made = uuid5_texts(namespace.bytes, [name.encode() for name in names])
+    assert made == [str(uuid.uuid5(namespace, name)).encode() for name in names]
+    assert first_change_ids([name.encode() for name in names]) == [
+        segment_change_id(name, 1).encode() for name in names
+    ]

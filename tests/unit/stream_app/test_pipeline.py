@@ -95,7 +95,7 @@ def test_a_dead_letter_keeps_the_original_bytes_and_says_where_and_why() -> None
         42,
     )
     assert letter["consumer_group"] == "grp"
-    headers = dict(record.headers)
+    headers = dict(record.headers or [])
     assert headers["__connect.errors.topic"] == b"signups"
     assert headers["__connect.errors.partition"] == b"3"
     assert headers["__connect.errors.offset"] == b"42"
