@@ -214,8 +214,14 @@ class ExactlyOnce:
         if not self._open or self._producer is None:
             return
         self._open = False
+        producer = self._producer
         try:
-            self._producer.abort_transaction(self._timeout())
+            # An abort that timed out (records still in flight to a broker that just came
+            # back) is resumed by calling it again; until it has finished, librdkafka refuses
+            # the next begin_transaction ("Conflicting abort_transaction API call").
+            for attempt in retrying("aborting the transaction", self._give_up):
+                with attempt:
+                    producer.abort_transaction(self._timeout())
         except KafkaException as exc:
             error = kafka_error(exc)
             if error is not None and classify(error) is not Verdict.FATAL:

@@ -238,11 +238,15 @@ def test_first_signups_are_written_as_the_general_path_and_the_contracts_write_t
         signed_up_at=at,
     )  # fmt: skip
     key = customer.encode()
+    # A % in a segment's texts stays a literal %, whatever formats the record.
+    segments = list(MANIFEST.segments)
+    segments[1] = segments[1].model_copy(update={"name": "50% off", "action": "give 100%b"})
+    manifest = MANIFEST.model_copy(update={"segments": segments})
     made = []
     for fast in (True, False):
         store = PartitionStore(tmp_path / f"p-{fast}")
         outcome = StateOutcome()
-        writer = _Writer({0: store}, MANIFEST, outcome)
+        writer = _Writer({0: store}, manifest, outcome)
         if fast:
             writer.first_signups([(0, key, signup, 1)])
         else:
@@ -259,3 +263,4 @@ def test_first_signups_are_written_as_the_general_path_and_the_contracts_write_t
     assert staged == state
     assert CustomerState.model_validate_json(state).model_dump_json().encode() == state
     assert SegmentChanged.model_validate_json(change).model_dump_json().encode() == change
+    assert SegmentChanged.model_validate_json(change).action == "give 100%b"
