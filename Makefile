@@ -10,7 +10,7 @@ UV := UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv
 # What the images install (docker/requirements-*.txt), exported from uv.lock.
 EXPORT := $(UV) export --locked --no-hashes --no-emit-project --no-header --no-annotate --no-dev
 
-.PHONY: install lock demo test test-reliability lint typecheck compose-check compose-test alerts-check unit integration bench kafka-start kafka-stop clean
+.PHONY: install lock demo test test-suite test-reliability lint typecheck compose-check compose-test alerts-check unit integration bench kafka-start kafka-stop clean
 
 # --locked: a pyproject.toml that no longer matches uv.lock fails here (run `make lock`).
 $(STAMP): pyproject.toml uv.lock
@@ -55,11 +55,16 @@ alerts-check:
 	promtool check rules deploy/prometheus/alerts.yml
 	cd deploy/prometheus && promtool test rules alerts.test.yml
 
-# The pytest session starts its own broker with scripts/kafka-local and stops it at the end;
-# then the docker-compose stack is built and tested.
+# Two parts at once, each printed when it ends: the pytest suite and the docker-compose stack.
 test: install lint typecheck compose-check alerts-check
-	$(BIN)/pytest
-	scripts/compose-test
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite compose-test
+
+# The pytest suite on two processes (pytest-xdist), a test file at a time, so that a module's
+# workers and brokers stay in one process. Each process starts a broker of its own with
+# scripts/kafka-local and stops it at the end; most of the time goes to waiting on workers
+# and brokers, which overlaps well on two cores.
+test-suite: install
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # Builds the images and runs docker-compose.yml through tests/compose (scaling, a killed
 # worker, down and up again) on the machine's Docker, or on a private daemon it installs with

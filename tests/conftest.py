@@ -3,6 +3,7 @@ fresh topics, workers and a trained model."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
+    RELIABILITY_FIGURES,
     REPO,
     Broker,
     Names,
@@ -21,6 +23,7 @@ from tests.support import (
     start_broker,
     stop_all,
     worker_starter,
+    write_figures,
 )
 
 _session_environment = pytest.MonkeyPatch()
@@ -43,6 +46,35 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Give the environment back as the run found it."""
     _session_environment.undo()
+
+
+_FIGURES_KEY = "reliability figures"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand the figures its fault tests recorded to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output[_FIGURES_KEY] = json.dumps(RELIABILITY_FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """On the controller: gather the figures of each worker as it ends."""
+    output = getattr(node, "workeroutput", {})
+    RELIABILITY_FIGURES.extend(json.loads(output.get(_FIGURES_KEY, "[]")))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures after each fault, and keep them in reliability-report.json."""
+    columns = ["fault", "guarantee", "in", "assigned", "dead_lettered", "duplicates", "missing"]
+    write_figures(
+        terminalreporter,
+        "reliability figures",
+        columns,
+        RELIABILITY_FIGURES,
+        Path("reliability-report.json"),
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

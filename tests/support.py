@@ -558,6 +558,10 @@ def delivery_figures(
     }
 
 
+#: Rows of figures the fault tests record (tests/reliability), printed at the end of the run.
+RELIABILITY_FIGURES: list[dict[str, object]] = []
+
+
 def write_figures(
     reporter: pytest.TerminalReporter,
     title: str,

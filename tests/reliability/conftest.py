@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.scenario import ScenarioFactory, scenario_starter
-from tests.support import Broker, Names, WorkerFactory, start_broker, write_figures
-
-REPORT: list[dict[str, object]] = []
+from tests.support import RELIABILITY_FIGURES, Broker, Names, WorkerFactory, start_broker
 
 
 @pytest.fixture
@@ -46,13 +44,6 @@ def start_scenario(
 
 @pytest.fixture
 def report() -> list[dict[str, object]]:
-    """Rows of figures a test records; printed at the end of the run and saved as JSON."""
-    return REPORT
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the figures after each fault, and keep them in reliability-report.json."""
-    columns = ["fault", "guarantee", "in", "assigned", "dead_lettered", "duplicates", "missing"]
-    write_figures(
-        terminalreporter, "reliability figures", columns, REPORT, Path("reliability-report.json")
-    )
+    """Rows of figures a test records; printed at the end of the run and saved as JSON
+    (tests/conftest.py)."""
+    return RELIABILITY_FIGURES
