@@ -59,12 +59,12 @@ alerts-check:
 test: install lint typecheck compose-check alerts-check
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite compose-test
 
-# The pytest suite on two processes (pytest-xdist), a test file at a time, so that a module's
-# workers and brokers stay in one process. Each process starts a broker of its own with
-# scripts/kafka-local and stops it at the end; most of the time goes to waiting on workers
-# and brokers, which overlaps well on two cores.
+# The pytest suite on two processes (pytest-xdist), a test at a time but for the modules
+# marked xdist_group, whose module-scoped workers and brokers stay in one process. Each process
+# starts a broker of its own with scripts/kafka-local and stops it at the end; most of the time
+# goes to waiting on workers and brokers, which overlaps well on two cores.
 test-suite: install
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 # Builds the images and runs docker-compose.yml through tests/compose (scaling, a killed
 # worker, down and up again) on the machine's Docker, or on a private daemon it installs with

@@ -22,7 +22,9 @@ from tests.support import (
     segstream_env,
 )
 
-pytestmark = pytest.mark.integration
+# One process runs the whole module (make test-suite, pytest-xdist --dist loadgroup): its
+# module-scoped fixtures are made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("cli_errors")]
 
 USAGE = 2
 

@@ -14,7 +14,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.support import Broker, Names, poll, run_segstream, segstream_env, start_broker
 
-pytestmark = pytest.mark.integration
+# One process runs the whole module (make test-suite, pytest-xdist --dist loadgroup): its
+# module-scoped fixtures are made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("cluster")]
 
 
 @pytest.fixture(scope="module")

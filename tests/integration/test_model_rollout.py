@@ -40,7 +40,9 @@ from tests.support import (
     write_signups,
 )
 
-pytestmark = pytest.mark.integration
+# One process runs the whole module (make test-suite, pytest-xdist --dist loadgroup): its
+# module-scoped fixtures are made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("model_rollout")]
 
 KEY = "rollout-test-key"
 N_EVENTS = 20_000

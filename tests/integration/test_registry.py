@@ -10,7 +10,9 @@ import pytest
 
 from tests.support import REPO, Broker, Names, WorkerFactory, ok, poll, run_segstream, segstream_env
 
-pytestmark = pytest.mark.integration
+# One process runs the whole module (make test-suite, pytest-xdist --dist loadgroup): its
+# module-scoped fixtures are made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("registry")]
 
 KEY = "registry-test-key"
 
