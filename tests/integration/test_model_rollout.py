@@ -167,19 +167,32 @@ class Swap:
 
 @pytest.fixture(scope="module")
 def swap(rollout: Rollout) -> Swap:
-    """Replay N_EVENTS signups at 2,000/s; publish v2 once the workers have read half of them."""
+    """Replay N_EVENTS signups at 2,000/s, the second half once the workers have read the first;
+    publish v2 as the second half starts, so that it lands mid-stream however busy the machine
+    is."""
     rollout.go_live("v1")
     before = [s["consumed"] for s in rollout.statuses()]
     signups = write_signups(rollout.root / "swap.jsonl", N_EVENTS, seed=5)
-    replay = start_segstream(
-        ["replay", str(signups), "--rate", "2000"], rollout.env, rollout.root / "swap-replay.log"
+    lines = signups.read_bytes().splitlines(keepends=True)
+    halves = [rollout.root / "swap-1.jsonl", rollout.root / "swap-2.jsonl"]
+    halves[0].write_bytes(b"".join(lines[: N_EVENTS // 2]))
+    halves[1].write_bytes(b"".join(lines[N_EVENTS // 2 :]))
+    first = start_segstream(
+        ["replay", str(halves[0]), "--rate", "2000"], rollout.env, rollout.root / "swap-1.log"
     )
     try:
-        poll(
-            lambda: sum(s["consumed"] for s in rollout.statuses()) >= sum(before) + N_EVENTS // 2,
-            "the workers read half the replay",
-            timeout=60,
-        )
+        first.finish(timeout=120)
+    finally:
+        first.kill()
+    poll(
+        lambda: sum(s["consumed"] for s in rollout.statuses()) >= sum(before) + N_EVENTS // 2,
+        "the workers read the first half",
+        timeout=60,
+    )
+    replay = start_segstream(
+        ["replay", str(halves[1]), "--rate", "2000"], rollout.env, rollout.root / "swap-2.log"
+    )
+    try:
         published_at = time.time()
         rollout.publish(str(rollout.models["v2"]))
         switch_seconds = rollout.wait_for_version("v2")

@@ -135,7 +135,9 @@ def test_a_worker_joining_and_leaving_under_load_loses_and_repeats_nothing(
     worker_factory: WorkerFactory,
     report: list[dict[str, object]],
 ) -> None:
-    scenario = start_scenario(40_000, rate=2_500, workers=2)
+    # 40 s of input: the third worker still has its share to read after it starts and the
+    # group rebalances, on a busy machine too.
+    scenario = start_scenario(40_000, rate=1_000, workers=2)
     wait_for_progress(scenario.worker, 3_000)
     third = worker_factory(trained_model)
     third.wait_ready()
