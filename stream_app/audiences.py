@@ -672,6 +672,7 @@ class Audiences:
                     )
                 ]
             )
+            writer.finish()  # stages what first_signups handed to write() if it fell back
             return outcome
         current: dict[tuple[int, bytes], _State | None] = {}
         for where, value in zip(places, stored, strict=True):

@@ -41,34 +41,32 @@ def member_client_id(worker: str, url: str) -> str:
 LookupAnswer = tuple[int, dict[str, Any]]
 
 
-def group_worker_ids(settings: Settings) -> set[str] | None:
-    """The worker ids of the consumer group's members now; None when it cannot be read."""
+def _group_members(settings: Settings) -> list[tuple[str, str]]:
+    """(worker id, web URL) of each worker in the consumer group now, from the client ids
+    its members joined with; KafkaException when the group cannot be read."""
     admin = AdminClient(settings.librdkafka_options())
     futures = admin.describe_consumer_groups([settings.app_id], request_timeout=_PEER_TIMEOUT)
+    description = futures[settings.app_id].result(_PEER_TIMEOUT)
+    members = []
+    for member in description.members:
+        client_id = member.client_id or ""
+        if client_id.startswith(MEMBER_PREFIX):
+            _prefix, worker, url = client_id.split("|", 2)
+            members.append((worker, url))
+    return members
+
+
+def group_worker_ids(settings: Settings) -> set[str] | None:
+    """The worker ids of the consumer group's members now; None when it cannot be read."""
     try:
-        description = futures[settings.app_id].result(_PEER_TIMEOUT)
+        return {worker for worker, _url in _group_members(settings)}
     except KafkaException:
         return None
-    return {
-        (member.client_id or "").split("|")[1]
-        for member in description.members
-        if (member.client_id or "").startswith(MEMBER_PREFIX)
-    }
 
 
 def _peer_urls(settings: Settings, own_url: str) -> list[str]:
     """The web addresses of the group's other workers, from the group's member list."""
-    admin = AdminClient(settings.librdkafka_options())
-    futures = admin.describe_consumer_groups([settings.app_id], request_timeout=_PEER_TIMEOUT)
-    description = futures[settings.app_id].result(_PEER_TIMEOUT)
-    urls = []
-    for member in description.members:
-        client_id = member.client_id or ""
-        if client_id.startswith(MEMBER_PREFIX):
-            url = client_id.split("|", 2)[-1]
-            if url != own_url:
-                urls.append(url)
-    return sorted(set(urls))
+    return sorted({url for _worker, url in _group_members(settings) if url != own_url})
 
 
 class Lookup:

@@ -264,3 +264,15 @@ def test_first_signups_are_written_as_the_general_path_and_the_contracts_write_t
     assert CustomerState.model_validate_json(state).model_dump_json().encode() == state
     assert SegmentChanged.model_validate_json(change).model_dump_json().encode() == change
     assert SegmentChanged.model_validate_json(change).action == "give 100%b"
+
+
+def test_first_signups_that_fall_back_to_one_at_a_time_are_still_staged_and_produced(
+    audiences: Audiences, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A column that does not split into one item per event sends the batch down the general
+    # steps; what they write must reach the store and the state topic all the same.
+    monkeypatch.setattr("stream_app.audiences._json_strings", lambda texts: [])
+    outcome = _apply(audiences, [_signup("c1", YOUNG, 1), _signup("c2", OLD, 1)])
+    assert {r.key for r in outcome.changelog} == {b"c1", b"c2"}
+    assert len(outcome.changes) == 2
+    assert set(audiences.stores[0].pending) == {b"c1", b"c2"}
