@@ -23,8 +23,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
-from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -42,7 +40,7 @@ from schemas import (
     segment_change_id,
 )
 from stream_app.metrics import AudienceMetrics
-from stream_app.pipeline import OutgoingRecord, SourceRecord
+from stream_app.pipeline import RecordColumns, SourceRecord
 from stream_app.pipeline import json_strings as _json_strings
 from stream_app.scorer import Scorer
 
@@ -170,8 +168,8 @@ class PartitionStore:
 class StateOutcome:
     """What one batch did to customer state."""
 
-    changelog: list[OutgoingRecord] = field(default_factory=list)
-    changes: list[OutgoingRecord] = field(default_factory=list)
+    changelog: RecordColumns = field(default_factory=RecordColumns)
+    changes: RecordColumns = field(default_factory=RecordColumns)
     #: Positions (in the batch's event list) of updates for customers never seen.
     unknown: list[int] = field(default_factory=list)
     stale: int = 0
@@ -191,13 +189,6 @@ def _moment(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-#: State and change records carry no headers. None, not an empty list: a record tuple of bytes,
-#: ints and None holds nothing the garbage collector must follow, and it stops tracking it.
-_NO_HEADERS = None
-#: Builds a NamedTuple from a plain tuple without its generated __new__ (a third cheaper).
-_record = tuple.__new__
-#: The same, for a column of plain tuples at a time (map(_make_record, rows) runs in C).
-_make_record = partial(tuple.__new__, OutgoingRecord)
 #: Each gender as the inside of its JSON string.
 _GENDER_JSON = {gender: gender.value.encode() for gender in Gender}
 
@@ -334,10 +325,16 @@ class _Writer:
                 revision,
             )
         )
-        self.outcome.changes.append(_record(OutgoingRecord, (key, change, _NO_HEADERS, -1)))
+        self.outcome.changes.append(key, change)
         self.outcome.change_counts[reason] += 1
 
-    def first_signups(self, signups: list[tuple[int, bytes, CustomerSignup, int]]) -> None:
+    def first_signups(
+        self,
+        partitions: list[int],
+        keys: list[bytes],
+        events: list[CustomerSignup],
+        labels: list[int],
+    ) -> None:
         """State and change records of customers signing up, built a column at a time.
 
         The same bytes `write` and `finish` would make (revision 1, since = updated_at =
@@ -345,7 +342,6 @@ class _Writer:
         by one pydantic-core call for the whole batch, the change ids are made for the whole
         column, and each record is one format of a template per segment.
         """
-        events = [signup for _p, _k, signup, _l in signups]
         customers = _json_strings([signup.customer_id for signup in events])
         sources = _json_strings([signup.event_id for signup in events])
         moments = _json_strings([signup.signed_up_at for signup in events])
@@ -353,7 +349,7 @@ class _Writer:
         incomes = to_json([signup.annual_income for signup in events])[1:-1].split(b",")
         if not (len(customers) == len(sources) == len(moments) == len(ages) == len(events)):
             # Cannot happen with pydantic-core's escaping (see _json_strings); never guess.
-            for partition, key, signup, label in signups:
+            for partition, key, signup, label in zip(partitions, keys, events, labels, strict=True):
                 moment = _iso(signup.signed_up_at)
                 self.write(
                     partition, key, None, _features_of(signup), label, moment, "signup",
@@ -365,9 +361,6 @@ class _Writer:
             m if m.endswith(b"Z") else _iso(signup.signed_up_at).encode()
             for m, signup in zip(moments, events, strict=True)
         ]
-        keys = [key for _p, key, _s, _l in signups]
-        partitions = [partition for partition, _k, _s, _l in signups]
-        labels = [label for _p, _k, _s, label in signups]
         genders = [_GENDER_JSON[signup.gender] for signup in events]
         state_templates, change_templates = self._first_templates()
         states = [
@@ -385,13 +378,9 @@ class _Writer:
         pending = {partition: store.pending for partition, store in self.stores.items()}
         for partition, key, state in zip(partitions, keys, states, strict=True):
             pending[partition][key] = state
-        self.outcome.changelog.extend(
-            map(_make_record, zip(keys, states, repeat(_NO_HEADERS), partitions))
-        )
-        self.outcome.changes.extend(
-            map(_make_record, zip(keys, changes, repeat(_NO_HEADERS), repeat(-1)))
-        )
-        self.outcome.change_counts["signup"] += len(signups)
+        self.outcome.changelog.extend(keys, states, partitions)
+        self.outcome.changes.extend(keys, changes, [-1] * len(keys))
+        self.outcome.change_counts["signup"] += len(keys)
 
     def _first_templates(self) -> tuple[list[bytes], list[bytes]]:
         """Per segment: the state and the change of a first signup, with everything but the
@@ -441,7 +430,7 @@ class _Writer:
                 )
             )
             stores[partition].stage(key, value)
-            changelog.append(_record(OutgoingRecord, (key, value, _NO_HEADERS, partition)))
+            changelog.append(key, value, partition)
 
 
 def _features_of(signup: CustomerSignup) -> tuple[float, float, str]:
@@ -633,47 +622,44 @@ class Audiences:
 
     def apply(
         self,
-        events: Sequence[tuple[SourceRecord, Event]],
+        records: Sequence[SourceRecord],
+        events: Sequence[Event],
         signup_labels: Sequence[int],
         scorer: Scorer,
     ) -> StateOutcome:
         """Move each customer of a batch to its new state; note the segment changes.
 
-        Signups carry their features whole; an update changes the features it gives. An
-        event older than the customer's state is ignored (counted as stale); an update for
-        a customer never seen that does not give age and income is returned as unknown.
+        `records` holds the record of each event. Signups carry their features whole; an
+        update changes the features it gives. An event older than the customer's state is
+        ignored (counted as stale); an update for a customer never seen that does not give
+        age and income is returned as unknown.
         """
         outcome = StateOutcome()
         manifest = scorer.manifest
         writer = _Writer(self.stores, manifest, outcome)
-        places = [(record.partition, event.customer_id.encode()) for record, event in events]
+        partitions = [record.partition for record in records]
+        keys = [event.customer_id.encode() for event in events]
         # Each event's stored state, read with one multi-get per partition.
-        positions: dict[int, list[int]] = {}
-        for position, (partition, _key) in enumerate(places):
-            positions.setdefault(partition, []).append(position)
-        stored: list[bytes | None] = [None] * len(places)
-        for partition, at in positions.items():
+        stored: list[bytes | None] = [None] * len(keys)
+        for partition in set(partitions):
             store = self.stores.get(partition)
             if store is None:
                 raise RuntimeError(f"no state store for {self.input_topic}[{partition}]")
-            for position, value in zip(at, store.get_many([places[i][1] for i in at]), strict=True):
+            at = [i for i, p in enumerate(partitions) if p == partition]
+            for position, value in zip(at, store.get_many([keys[i] for i in at]), strict=True):
                 stored[position] = value
         if (
             len(signup_labels) == len(events)
             and stored.count(None) == len(stored)
-            and len(set(places)) == len(places)
+            and len(set(keys)) == len(keys)
         ):
             # The common batch: only signups, each of a customer never seen, once.
             writer.first_signups(
-                [
-                    (partition, key, event, label)  # type: ignore[misc]
-                    for (partition, key), (_record, event), label in zip(
-                        places, events, signup_labels, strict=True
-                    )
-                ]
+                partitions, keys, cast(list[CustomerSignup], events), list(signup_labels)
             )
             writer.finish()  # stages what first_signups handed to write() if it fell back
             return outcome
+        places = list(zip(partitions, keys, strict=True))
         current: dict[tuple[int, bytes], _State | None] = {}
         for where, value in zip(places, stored, strict=True):
             if where not in current:
@@ -682,16 +668,25 @@ class Audiences:
         # written column by column; every other event goes through the general steps below.
         times = Counter(places)
         labels = iter(signup_labels)
-        first_signups: list[tuple[int, bytes, CustomerSignup, int]] = []
+        first: list[int] = []  # positions of first signups
+        first_labels: list[int] = []
         others: list[tuple[int, SourceRecord, Event, int]] = []
-        for position, ((record, event), where) in enumerate(zip(events, places, strict=True)):
+        for position, (record, event, where) in enumerate(
+            zip(records, events, places, strict=True)
+        ):
             label = next(labels) if type(event) is CustomerSignup else -1
             if label >= 0 and current[where] is None and times[where] == 1:
-                first_signups.append((where[0], where[1], event, label))  # type: ignore[arg-type]
+                first.append(position)
+                first_labels.append(label)
             else:
                 others.append((position, record, event, label))
-        if first_signups:
-            writer.first_signups(first_signups)
+        if first:
+            writer.first_signups(
+                [partitions[i] for i in first],
+                [keys[i] for i in first],
+                [cast(CustomerSignup, events[i]) for i in first],
+                first_labels,
+            )
         # Updates need scoring after their features are merged: one vectorised pass for all.
         steps: list[tuple[int, bytes, tuple[float, float, str], int, str, str, str]] = []
         updated_rows: list[tuple[float, float, str]] = []

@@ -396,12 +396,12 @@ class DataPlane:
         """Move the batch's customers to their new states; dead-letter updates for strangers."""
         if self.audiences is None or not outcome.events:
             return None
-        state = self.audiences.apply(outcome.events, outcome.labels, scorer)
+        state = self.audiences.apply(outcome.event_records, outcome.events, outcome.labels, scorer)
         outcome.updates = len(outcome.events) - len(outcome.signups) - len(state.unknown)
         if state.unknown:
             now = datetime.now(UTC)
             for position in state.unknown:
-                record, event = outcome.events[position]
+                record, event = outcome.event_records[position], outcome.events[position]
                 error = UnknownCustomerError(
                     f"profile update for customer {event.customer_id!r}, who has no state on "
                     "this worker; an update that starts a customer gives age and annual_income"

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -30,7 +31,7 @@ from stream_app.failures import (
     kafka_error,
     retrying,
 )
-from stream_app.pipeline import OutgoingRecord
+from stream_app.pipeline import Headers, OutgoingRecord, RecordColumns
 
 __all__ = ["CALL_TIMEOUT", "AtLeastOnce", "Delivery", "ExactlyOnce", "produce_all"]
 
@@ -74,7 +75,11 @@ def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord
     def serve_callbacks(seconds: float) -> None:
         producer.poll(seconds)
 
-    for key, value, headers, partition in records:
+    rows: Iterable[tuple[bytes | None, bytes, Headers | None, int]] = records
+    if isinstance(records, RecordColumns):
+        # Straight from the columns: zip hands out one tuple again and again.
+        rows = zip(records.keys, records.values, repeat(None), records.partitions)
+    for key, value, headers, partition in rows:
         try:
             if headers:
                 produce(topic, value, key, partition, headers=headers)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+from itertools import repeat
+from typing import NamedTuple, overload
 
 import numpy as np
 from pydantic_core import to_json
@@ -31,6 +32,7 @@ from stream_app.scorer import Scorer, feature_matrix
 __all__ = [
     "BatchOutcome",
     "OutgoingRecord",
+    "RecordColumns",
     "SourceRecord",
     "dead_letter",
     "json_strings",
@@ -63,6 +65,50 @@ class OutgoingRecord(NamedTuple):
     partition: int = -1
 
 
+class RecordColumns(Sequence[OutgoingRecord]):
+    """Records without headers for one topic, kept as a column of keys, one of values and one
+    of partitions instead of a tuple per record.
+
+    A batch's records live until their commit. The garbage collector never stops tracking a
+    tuple subclass such as OutgoingRecord, so each collection meanwhile would go through every
+    record again; three lists are three objects. Read as a sequence, it makes the records.
+    """
+
+    __slots__ = ("keys", "partitions", "values")
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.values: list[bytes] = []
+        self.partitions: list[int] = []
+
+    def append(self, key: bytes, value: bytes, partition: int = -1) -> None:
+        """Add one record."""
+        self.keys.append(key)
+        self.values.append(value)
+        self.partitions.append(partition)
+
+    def extend(self, keys: list[bytes], values: list[bytes], partitions: Sequence[int]) -> None:
+        """Add a column of records."""
+        self.keys.extend(keys)
+        self.values.extend(values)
+        self.partitions.extend(partitions)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> OutgoingRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[OutgoingRecord]: ...
+    def __getitem__(self, index: int | slice) -> OutgoingRecord | list[OutgoingRecord]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        return OutgoingRecord(self.keys[index], self.values[index], None, self.partitions[index])
+
+    def __iter__(self) -> Iterator[OutgoingRecord]:
+        return map(OutgoingRecord, self.keys, self.values, repeat(None), self.partitions)
+
+
 @dataclass
 class BatchOutcome:
     """What one batch produced; every input is in exactly one of the two lists."""
@@ -76,8 +122,10 @@ class BatchOutcome:
     labels: list[int] = field(default_factory=list)
     #: Profile updates applied to customer state (set by the data plane).
     updates: int = 0
-    #: Every valid event (signups and profile updates) with its record, in input order.
-    events: list[tuple[SourceRecord, CustomerSignup | ProfileUpdate]] = field(default_factory=list)
+    #: Every valid event (signups and profile updates), in input order, and the record of each
+    #: (two lists: no tuple per event for the garbage collector to track until the commit).
+    events: list[CustomerSignup | ProfileUpdate] = field(default_factory=list)
+    event_records: list[SourceRecord] = field(default_factory=list)
 
 
 def _as_text(raw: bytes | None) -> tuple[str | None, str]:
@@ -199,7 +247,7 @@ def process_records(
     # A model that scores by gender cannot take an unrecognised spelling as unknown.
     gender_required = "gender_female" in scorer.manifest.features
     signups: list[CustomerSignup] = []
-    events = outcome.events
+    events, event_records = outcome.events, outcome.event_records
     for record in records:
         try:
             event = decode_event(
@@ -213,7 +261,8 @@ def process_records(
                     "(SEGSTREAM_CUSTOMER_STATE=false)"
                 )
             if keep_state:
-                events.append((record, event))
+                events.append(event)
+                event_records.append(record)
         except InvalidEventError as exc:
             outcome.dead_letters.append(
                 dead_letter(record, exc, consumer_group, now, dead_letter_max_bytes)

@@ -7,9 +7,9 @@ from typing import Any, cast
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from stream_app.delivery import ExactlyOnce
+from stream_app.delivery import ExactlyOnce, produce_all
 from stream_app.failures import TransactionAbortedError
-from stream_app.pipeline import OutgoingRecord
+from stream_app.pipeline import OutgoingRecord, RecordColumns
 
 
 class _Producer:
@@ -54,3 +54,46 @@ def test_a_refused_record_aborts_the_transaction_to_the_end_before_the_next_one_
     delivery.send("out", [record])
     aborts = ["abort"] * (abort_timeouts + 1)
     assert producer.calls == ["init", "begin", *aborts, "begin", "produce out"]
+
+
+class _QueueProducer:
+    """Takes records into a local queue of `room` places, as librdkafka's, emptied by poll()."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.queued: list[tuple[str, bytes | None, bytes, int]] = []
+        self.delivered: list[tuple[str, bytes | None, bytes, int]] = []
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None, partition: int, headers: Any = None
+    ) -> None:
+        assert headers is None, "column records carry no headers"
+        if len(self.queued) == self.room:
+            raise BufferError("Local: Queue full")
+        self.queued.append((topic, key, value, partition))
+
+    def poll(self, timeout: float) -> int:
+        self.delivered += self.queued
+        self.queued = []
+        return 0
+
+
+def test_columns_are_produced_in_order_as_records_waiting_for_room_in_a_full_queue() -> None:
+    columns = RecordColumns()
+    columns.append(b"c1", b"s1", 2)
+    columns.extend([b"c2", b"c3"], [b"s2", b"s3"], [0, -1])
+    assert len(columns) == 3
+    assert columns[1] == OutgoingRecord(b"c2", b"s2", None, 0)
+    assert list(columns) == [
+        OutgoingRecord(b"c1", b"s1", None, 2),
+        OutgoingRecord(b"c2", b"s2", None, 0),
+        OutgoingRecord(b"c3", b"s3", None, -1),
+    ]
+    producer = _QueueProducer(room=2)
+    produce_all(cast(Any, producer), "state", columns)
+    producer.poll(0)
+    assert producer.delivered == [
+        ("state", b"c1", b"s1", 2),
+        ("state", b"c2", b"s2", 0),
+        ("state", b"c3", b"s3", -1),
+    ]
