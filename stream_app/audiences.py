@@ -40,7 +40,7 @@ from schemas import (
     segment_change_id,
 )
 from stream_app.metrics import AudienceMetrics
-from stream_app.pipeline import RecordColumns, SourceRecord
+from stream_app.pipeline import RecordColumns, SignupTexts, SourceRecord, signup_texts
 from stream_app.pipeline import json_strings as _json_strings
 from stream_app.scorer import Scorer
 
@@ -334,20 +334,21 @@ class _Writer:
         keys: list[bytes],
         events: list[CustomerSignup],
         labels: list[int],
+        texts: SignupTexts | None = None,
     ) -> None:
         """State and change records of customers signing up, built a column at a time.
 
         The same bytes `write` and `finish` would make (revision 1, since = updated_at =
         changed_at = the signup time, no segment exited), but each text column is escaped
-        by one pydantic-core call for the whole batch, the change ids are made for the whole
-        column, and each record is one format of a template per segment.
+        by one pydantic-core call for the whole batch (or taken from `texts`, the ids the
+        assignments of these signups were written with), the change ids are made for the
+        whole column, and each record is one format of a template per segment.
         """
-        customers = _json_strings([signup.customer_id for signup in events])
-        sources = _json_strings([signup.event_id for signup in events])
+        texts = texts or signup_texts(events)
         moments = _json_strings([signup.signed_up_at for signup in events])
         ages = to_json([signup.age for signup in events])[1:-1].split(b",")
         incomes = to_json([signup.annual_income for signup in events])[1:-1].split(b",")
-        if not (len(customers) == len(sources) == len(moments) == len(ages) == len(events)):
+        if texts is None or not (len(moments) == len(ages) == len(events)):
             # Cannot happen with pydantic-core's escaping (see _json_strings); never guess.
             for partition, key, signup, label in zip(partitions, keys, events, labels, strict=True):
                 moment = _iso(signup.signed_up_at)
@@ -356,6 +357,7 @@ class _Writer:
                     signup.event_id, moment,
                 )  # fmt: skip
             return
+        customers, sources = texts
         # pydantic writes a UTC time with "Z"; other offsets are moved to UTC one by one.
         moments = [
             m if m.endswith(b"Z") else _iso(signup.signed_up_at).encode()
@@ -626,10 +628,12 @@ class Audiences:
         events: Sequence[Event],
         signup_labels: Sequence[int],
         scorer: Scorer,
+        texts: SignupTexts | None = None,
     ) -> StateOutcome:
         """Move each customer of a batch to its new state; note the segment changes.
 
-        `records` holds the record of each event. Signups carry their features whole; an
+        `records` holds the record of each event; `texts`, when given, the escaped ids of
+        its signups (BatchOutcome.signup_texts). Signups carry their features whole; an
         update changes the features it gives. An event older than the customer's state is
         ignored (counted as stale); an update for a customer never seen that does not give
         age and income is returned as unknown.
@@ -655,7 +659,11 @@ class Audiences:
         ):
             # The common batch: only signups, each of a customer never seen, once.
             writer.first_signups(
-                partitions, keys, cast(list[CustomerSignup], events), list(signup_labels)
+                partitions,
+                keys,
+                cast(list[CustomerSignup], events),
+                list(signup_labels),
+                texts,
             )
             writer.finish()  # stages what first_signups handed to write() if it fell back
             return outcome

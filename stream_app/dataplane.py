@@ -396,7 +396,9 @@ class DataPlane:
         """Move the batch's customers to their new states; dead-letter updates for strangers."""
         if self.audiences is None or not outcome.events:
             return None
-        state = self.audiences.apply(outcome.event_records, outcome.events, outcome.labels, scorer)
+        state = self.audiences.apply(
+            outcome.event_records, outcome.events, outcome.labels, scorer, outcome.signup_texts
+        )
         outcome.updates = len(outcome.events) - len(outcome.signups) - len(state.unknown)
         if state.unknown:
             now = datetime.now(UTC)

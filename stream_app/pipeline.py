@@ -33,10 +33,12 @@ __all__ = [
     "BatchOutcome",
     "OutgoingRecord",
     "RecordColumns",
+    "SignupTexts",
     "SourceRecord",
     "dead_letter",
     "json_strings",
     "process_records",
+    "signup_texts",
 ]
 
 
@@ -109,6 +111,24 @@ class RecordColumns(Sequence[OutgoingRecord]):
         return map(OutgoingRecord, self.keys, self.values, repeat(None), self.partitions)
 
 
+class SignupTexts(NamedTuple):
+    """The customer id and the event id of each signup of a batch, as the inside of a JSON
+    string."""
+
+    customer_ids: list[bytes]
+    event_ids: list[bytes]
+
+
+def signup_texts(signups: Sequence[CustomerSignup]) -> SignupTexts | None:
+    """Both id columns of the signups, each escaped by one pydantic-core call; None if the
+    escaping did not give one text per signup (see `json_strings`)."""
+    customer_ids = json_strings([s.customer_id for s in signups])
+    event_ids = json_strings([s.event_id for s in signups])
+    if len(customer_ids) == len(event_ids) == len(signups):
+        return SignupTexts(customer_ids, event_ids)
+    return None
+
+
 @dataclass
 class BatchOutcome:
     """What one batch produced; every input is in exactly one of the two lists."""
@@ -126,6 +146,9 @@ class BatchOutcome:
     #: (two lists: no tuple per event for the garbage collector to track until the commit).
     events: list[CustomerSignup | ProfileUpdate] = field(default_factory=list)
     event_records: list[SourceRecord] = field(default_factory=list)
+    #: The customer and event id of each of `signups`, escaped for JSON (see `signup_texts`);
+    #: the customer state writes them into its records too.
+    signup_texts: SignupTexts | None = None
 
 
 def _as_text(raw: bytes | None) -> tuple[str | None, str]:
@@ -274,6 +297,7 @@ def process_records(
     scored = scorer.score(feature_matrix(signups, manifest.features))
     labels = scored.labels.tolist()
     outcome.signups, outcome.labels = signups, labels
+    outcome.signup_texts = texts = signup_texts(signups)
     values = _assignment_values(
         signups,
         labels,
@@ -282,6 +306,7 @@ def process_records(
         manifest,
         now,
         echo_customer,
+        texts,
     )
     # One header list for the whole batch: nothing downstream changes it.
     version_header: Headers = [("segstream.model.version", manifest.version.encode())]
@@ -305,6 +330,7 @@ def _assignment_values(
     manifest: ModelManifest,
     now: datetime,
     echo_customer: bool,
+    texts: SignupTexts | None,
 ) -> list[bytes]:
     """SegmentAssignment JSON of each scored signup, byte for byte what the model would dump.
 
@@ -314,19 +340,14 @@ def _assignment_values(
     and each event's bytes are one format of those pieces.
     tests/unit/stream_app/test_assignment_encoding.py checks the bytes against the dump.
     """
-    if echo_customer or not signups:
+    numbers = to_json(list(distances))[1:-1].split(b",")
+    if echo_customer or texts is None or len(numbers) != len(signups):
+        # Without the echo, this cannot happen with pydantic-core's escaping (see
+        # json_strings); never guess.
         return _assignment_values_one_by_one(
             signups, labels, distances, outliers, manifest, now, echo_customer
         )
     version = manifest.version
-    event_ids = json_strings([s.event_id for s in signups])
-    customer_ids = json_strings([s.customer_id for s in signups])
-    numbers = to_json(list(distances))[1:-1].split(b",")
-    if not (len(event_ids) == len(customer_ids) == len(numbers) == len(signups)):
-        # Cannot happen with pydantic-core's escaping (see _json_strings); never guess.
-        return _assignment_values_one_by_one(
-            signups, labels, distances, outliers, manifest, now, echo_customer
-        )
     middles = [
         b',"segment_id":%b,"segment_name":%b,"action":%b,"model_version":%b,"distance":'
         % (to_json(seg.id), to_json(seg.name), to_json(seg.action), to_json(version))
@@ -346,7 +367,7 @@ def _assignment_values(
             tail,
         )
         for signup, event_id, customer_id, label, number, outlier in zip(
-            signups, event_ids, customer_ids, labels, numbers, outliers, strict=True
+            signups, texts.event_ids, texts.customer_ids, labels, numbers, outliers, strict=True
         )
     ]
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import CustomerSignup, Gender, SegmentAssignment, assignment_event_id
-from stream_app.pipeline import SourceRecord, _assignment_values, process_records
+from stream_app.pipeline import SourceRecord, _assignment_values, process_records, signup_texts
 from tests.unit.stream_app.toy import toy_scorer
 
 NOW = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
@@ -98,7 +98,14 @@ def test_encoded_bytes_equal_the_models_own_dump(
 ) -> None:
     signup = _signup(event_id, customer_id, age)
     (value,) = _assignment_values(
-        [signup], [label], [distance], [outlier], toy_scorer().manifest, NOW, echo_customer
+        [signup],
+        [label],
+        [distance],
+        [outlier],
+        toy_scorer().manifest,
+        NOW,
+        echo_customer,
+        signup_texts([signup]),
     )
     assert value == _model_dump(signup, label, distance, outlier, NOW, echo_customer)
 
@@ -118,7 +125,14 @@ def test_timestamps_and_awkward_floats_are_written_as_the_model_writes_them(
     signup = _signup('e"1\\', "c-ü\u200d")
     for echo in (False, True):
         (value,) = _assignment_values(
-            [signup], [1], [distance], [True], toy_scorer().manifest, now, echo
+            [signup],
+            [1],
+            [distance],
+            [True],
+            toy_scorer().manifest,
+            now,
+            echo,
+            signup_texts([signup]),
         )
         assert value == _model_dump(signup, 1, distance, True, now, echo)
 
@@ -186,6 +200,7 @@ def test_a_whole_batch_is_encoded_as_the_model_writes_each_event(
         toy_scorer().manifest,
         NOW,
         False,
+        signup_texts(signups),
     )
     expected = [
         _model_dump(signup, label, distance, outlier, NOW, False)

@@ -13,7 +13,7 @@ import pytest
 from schemas import CustomerSignup, CustomerState, ModelManifest, ProfileUpdate, SegmentChanged
 from stream_app.audiences import Audiences, PartitionStore, StateOutcome, _iso, _Writer
 from stream_app.metrics import WorkerMetrics
-from stream_app.pipeline import SourceRecord
+from stream_app.pipeline import SourceRecord, signup_texts
 from stream_app.scorer import Scorer
 from tests.unit.stream_app.fakes import no_end_offset, no_restore
 from tests.unit.stream_app.toy import toy_manifest
@@ -243,12 +243,15 @@ def test_first_signups_are_written_as_the_general_path_and_the_contracts_write_t
     segments[1] = segments[1].model_copy(update={"name": "50% off", "action": "give 100%b"})
     manifest = MANIFEST.model_copy(update={"segments": segments})
     made = []
-    for fast in (True, False):
-        store = PartitionStore(tmp_path / f"p-{fast}")
+    # Columns escaped here, columns escaped for the assignments, one event at a time.
+    for way in ("columns", "assignment texts", "general"):
+        store = PartitionStore(tmp_path / f"p-{way}")
         outcome = StateOutcome()
         writer = _Writer({0: store}, manifest, outcome)
-        if fast:
+        if way == "columns":
             writer.first_signups([0], [key], [signup], [1])
+        elif way == "assignment texts":
+            writer.first_signups([0], [key], [signup], [1], signup_texts([signup]))
         else:
             moment = _iso(signup.signed_up_at)
             writer.write(
@@ -258,7 +261,7 @@ def test_first_signups_are_written_as_the_general_path_and_the_contracts_write_t
             writer.finish()
         made.append((outcome.changelog[0].value, outcome.changes[0].value, store.pending[key]))
         store.close()
-    assert made[0] == made[1]
+    assert made[0] == made[1] == made[2]
     state, change, staged = made[0]
     assert staged == state
     assert CustomerState.model_validate_json(state).model_dump_json().encode() == state
