@@ -119,12 +119,13 @@ def _machine(broker: LocalBroker) -> dict[str, Any]:
 
 
 def _revision() -> str:
-    """The commit measured, with '+changes' when the working tree differs from it."""
+    """The commit measured, with '+changes' when the working tree differs from it (results a
+    benchmark has just written do not count: bench.state runs after this harness wrote its)."""
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
         capture_output=True,
         text=True,
         cwd=REPO,
