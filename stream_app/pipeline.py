@@ -297,7 +297,9 @@ def process_records(
     scored = scorer.score(feature_matrix(signups, manifest.features))
     labels = scored.labels.tolist()
     outcome.signups, outcome.labels = signups, labels
-    outcome.signup_texts = texts = signup_texts(signups)
+    # The echo writes assignments one at a time: the columns then serve the state alone.
+    texts = signup_texts(signups) if keep_state or not echo_customer else None
+    outcome.signup_texts = texts
     values = _assignment_values(
         signups,
         labels,
