@@ -756,6 +756,9 @@ class DataPlane:
             # A short linger fills requests under load and adds at most this to latency.
             "linger.ms": 2,
             "message.max.bytes": _PRODUCER_MAX_BYTES,
+            # Compressed batches are smaller for the broker to copy, store and serve: with
+            # customer state, each signup makes three records.
+            "compression.type": settings.compression,
         }
         if settings.processing_guarantee == "exactly_once":
             config["transactional.id"] = f"{settings.app_id}-{worker_id(settings)}"

@@ -7,25 +7,26 @@ version installed it refuses to start rather than run on untested ground.
 
 from __future__ import annotations
 
-import re
 from importlib import metadata
+
+from packaging.requirements import Requirement
 
 from schemas import ConfigurationError
 
 __all__ = ["check_pins", "pin_mismatches"]
 
-# `name==version`, optionally with environment markers; a requirement of an extra says
-# `extra == "..."` in its markers and is not the worker's.
-_EXACT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;,]+)\s*(?:;(.*))?$")
-
 
 def _pins(distribution: str) -> dict[str, str]:
-    """The `==` requirements of the installed distribution's core (no extras)."""
+    """The `==` requirements of the installed distribution's core (no extras of its own;
+    a pinned library may name extras of its, as `aiokafka[lz4]==0.14.0`)."""
     pins = {}
-    for requirement in metadata.requires(distribution) or []:
-        match = _EXACT.match(requirement)
-        if match and "extra" not in (match.group(3) or ""):
-            pins[match.group(1)] = match.group(2)
+    for text in metadata.requires(distribution) or []:
+        requirement = Requirement(text)
+        if requirement.marker is not None and "extra" in str(requirement.marker):
+            continue  # needed by one of the distribution's extras, not by the worker
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if exact:
+            pins[requirement.name] = exact[0]
     return pins
 
 

@@ -157,6 +157,10 @@ class Settings(BaseSettings):
         ge=1,
         description="how often results and offsets commit (one transaction per interval)",
     )
+    compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = Field(
+        default="lz4",
+        description="how the worker compresses the record batches it produces",
+    )
     transaction_timeout_ms: int = Field(
         default=10_000,
         ge=1000,

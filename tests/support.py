@@ -422,6 +422,35 @@ def read_topic(bootstrap: str, topic: str) -> list[TopicRecord]:
     return asyncio.run(read())
 
 
+def batch_codecs(kafka: Broker, topic: str) -> Counter[str]:
+    """How the data batches in topic's log files on a single-node broker are compressed,
+    as Kafka's own DumpLogSegments reads them: codec name -> number of batches (the
+    transaction markers, control batches, are left out)."""
+    folders = [
+        folder
+        for folder in (kafka.state_dir / "data").iterdir()
+        if folder.name.rpartition("-")[0] == topic and folder.name.rpartition("-")[2].isdigit()
+    ]
+    files = sorted(
+        str(log) for folder in folders for log in folder.glob("*.log") if log.stat().st_size
+    )
+    assert files, f"no log files of {topic} under {kafka.state_dir}"
+    libs = kafka.control("jars")
+    done = subprocess.run(
+        ["java", "-cp", f"{libs}/*", "kafka.tools.DumpLogSegments", "--files", ",".join(files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    codecs: Counter[str] = Counter()
+    for line in done.stdout.splitlines():
+        if line.startswith("baseOffset:") and "isControl: false" in line:
+            codecs[line.split("compresscodec: ", 1)[1].split()[0]] += 1
+    return codecs
+
+
 def unconsumed(bootstrap: str, group: str, topic: str) -> int:
     """How many records of topic the consumer group has not committed yet."""
     from aiokafka import TopicPartition

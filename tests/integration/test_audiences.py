@@ -18,6 +18,7 @@ from tests.support import (
     Names,
     WorkerFactory,
     WorkerProcess,
+    batch_codecs,
     ok,
     poll,
     read_topic,
@@ -136,6 +137,11 @@ def test_a_raise_moves_a_customer_once_and_a_raise_within_the_segment_does_not(
     assert unknown.returncode == 1
     assert "nobody" in unknown.stderr
     assert worker.health("/customers/nobody").status_code == 404
+
+    # SEGSTREAM_COMPRESSION's default: every batch the worker wrote is lz4, on each topic.
+    for topic in (names.output_topic, names.state_topic, names.changes_topic):
+        codecs = batch_codecs(kafka, topic)
+        assert set(codecs) == {"lz4"}, (topic, codecs)
 
 
 def test_an_update_for_an_unknown_customer_without_features_is_dead_lettered(

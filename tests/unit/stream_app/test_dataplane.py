@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from confluent_kafka import TopicPartition
+import pytest
+from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from stream_app.dataplane import DataPlane, PlaneStatus
 from stream_app.settings import Settings
@@ -42,6 +43,18 @@ def _plane() -> tuple[DataPlane, RecordingDelivery]:
     )
     plane._assigned = {(TOPIC, 0), (TOPIC, 1)}
     return plane, delivery
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd", "snappy", "gzip", "none"])
+def test_the_producer_compresses_with_the_codec_set_which_librdkafka_accepts(codec: str) -> None:
+    plane, _ = plane_with_fakes(Settings(compression=codec))
+    config = plane._producer_config()
+    assert config["compression.type"] == codec
+    own = {k: v for k, v in config.items() if k not in ("error_cb", "logger")}
+    # librdkafka checks the configuration when the client is made (no broker needed).
+    Producer(own | {"bootstrap.servers": "127.0.0.1:9"})
+    with pytest.raises(KafkaException, match="compression"):
+        Producer(own | {"bootstrap.servers": "127.0.0.1:9", "compression.type": "brotli"})
 
 
 def test_a_commit_carries_the_next_offset_of_every_partition_and_counts_after_it() -> None:

@@ -214,6 +214,7 @@ def test_settings_come_from_the_environment_in_any_case(
             "SEGSTREAM_SASL_MECHANISM: Input should be",
         ),
         ({"batch_size": 0, "sasl_password": PASSWORD}, "SEGSTREAM_BATCH_SIZE"),
+        ({"compression": "brotli"}, "SEGSTREAM_COMPRESSION: Input should be 'lz4', 'zstd'"),
     ],
 )
 def test_a_bad_combination_is_one_clear_line_without_secrets(
