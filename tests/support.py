@@ -436,8 +436,11 @@ def batch_codecs(kafka: Broker, topic: str) -> Counter[str]:
     )
     assert files, f"no log files of {topic} under {kafka.state_dir}"
     libs = kafka.control("jars")
+    # The Java scripts/kafka-local runs the broker with.
+    home = os.environ.get("JAVA_HOME")
+    java = f"{home}/bin/java" if home else "java"
     done = subprocess.run(
-        ["java", "-cp", f"{libs}/*", "kafka.tools.DumpLogSegments", "--files", ",".join(files)],
+        [java, "-cp", f"{libs}/*", "kafka.tools.DumpLogSegments", "--files", ",".join(files)],
         capture_output=True,
         text=True,
         timeout=120,
