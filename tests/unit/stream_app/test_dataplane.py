@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
 from confluent_kafka import KafkaException, Producer, TopicPartition
@@ -45,14 +46,16 @@ def _plane() -> tuple[DataPlane, RecordingDelivery]:
     return plane, delivery
 
 
-@pytest.mark.parametrize("codec", ["lz4", "zstd", "snappy", "gzip", "none"])
-def test_the_producer_compresses_with_the_codec_set_which_librdkafka_accepts(codec: str) -> None:
-    plane, _ = plane_with_fakes(Settings(compression=codec))
-    config = plane._producer_config()
-    assert config["compression.type"] == codec
-    own = {k: v for k, v in config.items() if k not in ("error_cb", "logger")}
-    # librdkafka checks the configuration when the client is made (no broker needed).
-    Producer(own | {"bootstrap.servers": "127.0.0.1:9"})
+def test_the_producer_compresses_with_each_codec_the_setting_allows() -> None:
+    codecs = get_args(Settings.model_fields["compression"].annotation)
+    assert "lz4" in codecs
+    for codec in codecs:
+        plane, _ = plane_with_fakes(Settings(compression=codec))
+        config = plane._producer_config()
+        assert config["compression.type"] == codec
+        own = {k: v for k, v in config.items() if k not in ("error_cb", "logger")}
+        # librdkafka checks the configuration when the client is made (no broker needed).
+        Producer(own | {"bootstrap.servers": "127.0.0.1:9"})
     with pytest.raises(KafkaException, match="compression"):
         Producer(own | {"bootstrap.servers": "127.0.0.1:9", "compression.type": "brotli"})
 
