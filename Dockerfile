@@ -1,5 +1,6 @@
-# The segstream images, built from this repository as it is; no compiler is needed, every
-# dependency installs from a wheel. Two targets:
+# The segstream images, built from this repository as it is; every dependency installs from a
+# wheel, and segstream's own wheel (its C extension, stream_app/_native.c) is built in a stage
+# of the full python image, which has a compiler and the headers. Two targets:
 #   worker  (the default; docker-compose.yml tags it segstream:latest): the worker and the
 #           Kafka commands (topics, replay, tail, publish, probe), without the training stack
 #   trainer (segstream-trainer:latest): the same plus pyproject.toml's `train` extra
@@ -16,12 +17,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 ARG PIP_NO_INDEX=0
 COPY docker/wheels/ /wheels/
 WORKDIR /src
-COPY pyproject.toml docker/requirements-worker.txt ./
-# The build backend stays in the virtualenv so that the final stages build segstream without
-# reaching for an index.
+COPY docker/requirements-worker.txt ./
 RUN python3 -m venv /opt/segstream \
-    && /opt/segstream/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' >build-requires.txt \
-    && /opt/segstream/bin/pip install --find-links /wheels -r build-requires.txt \
     && /opt/segstream/bin/pip install --find-links /wheels -r requirements-worker.txt \
     && rm -rf /src/*
 
@@ -32,12 +29,24 @@ COPY docker/requirements-trainer.txt ./
 RUN /opt/segstream/bin/pip install --find-links /wheels -r requirements-trainer.txt \
     && rm -rf /src/*
 
-# segstream's own files, installed on top of the dependencies by the two final stages.
+# segstream's own files, built into a wheel that the two final stages install on top of the
+# dependencies.
 FROM scratch AS source
 COPY pyproject.toml README.md /src/
 COPY schemas /src/schemas
 COPY training /src/training
 COPY stream_app /src/stream_app
+
+# The full image: gcc, Python's headers and OpenSSL's (libssl-dev) build the C extension.
+FROM python:3.11 AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+ARG PIP_NO_INDEX=0
+COPY docker/wheels/ /wheels/
+COPY --from=source /src /src
+RUN python3 -m venv /opt/build \
+    && /opt/build/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["build-system"]["requires"]))' >/build-requires.txt \
+    && /opt/build/bin/pip install --find-links /wheels -r /build-requires.txt \
+    && /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src
 
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -53,16 +62,16 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/segstream segstream \
 
 FROM runtime AS trainer
 COPY --from=deps-train /opt/segstream /opt/segstream
-COPY --from=source /src /src
-RUN pip install --no-deps --no-build-isolation /src && pip check && rm -rf /src
+COPY --from=build /dist /dist
+RUN pip install --no-deps /dist/*.whl && pip check && rm -rf /dist
 USER segstream
 RUN segstream --version
 CMD ["segstream", "train", "--help"]
 
 FROM runtime AS worker
 COPY --from=deps /opt/segstream /opt/segstream
-COPY --from=source /src /src
-RUN pip install --no-deps --no-build-isolation /src && pip check && rm -rf /src
+COPY --from=build /dist /dist
+RUN pip install --no-deps /dist/*.whl && pip check && rm -rf /dist
 USER segstream
 RUN segstream --version
 EXPOSE 6066

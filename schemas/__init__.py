@@ -1,11 +1,11 @@
 """Contracts shared by training and the stream app: events, dead letters, model manifest."""
 
 from schemas.audiences import (
+    CHANGE_NAMESPACE,
     PROFILE_UPDATE,
     CustomerState,
     ProfileUpdate,
     SegmentChanged,
-    first_change_ids,
     segment_change_id,
 )
 from schemas.errors import (
@@ -26,6 +26,7 @@ from schemas.export import export_json_schemas
 from schemas.manifest import BadRowSummary, ModelManifest, ScalerParams, SegmentProfile
 
 __all__ = [
+    "CHANGE_NAMESPACE",
     "PROFILE_UPDATE",
     "BadRowSummary",
     "ConfigurationError",
@@ -45,6 +46,5 @@ __all__ = [
     "SegstreamError",
     "assignment_event_id",
     "export_json_schemas",
-    "first_change_ids",
     "segment_change_id",
 ]

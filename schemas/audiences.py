@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,16 +14,15 @@ from schemas.events import (
     Identifier,
     parse_gender,
     uuid5_text,
-    uuid5_texts,
 )
 
 __all__ = [
+    "CHANGE_NAMESPACE",
     "PROFILE_UPDATE",
     "ChangeReason",
     "CustomerState",
     "ProfileUpdate",
     "SegmentChanged",
-    "first_change_ids",
     "segment_change_id",
 ]
 
@@ -33,8 +31,9 @@ PROFILE_UPDATE = "profile_update"
 
 ChangeReason = Literal["signup", "profile_update", "model_change"]
 
-# uuid5 namespace of segment-change ids: fixed forever so ids stay comparable across releases.
-_CHANGE_NAMESPACE_BYTES = uuid.UUID("0b7f5c1e-8d2a-5e43-a6f1-3c9d7e2b4a10").bytes
+#: uuid5 namespace of segment-change ids (its 16 bytes): fixed forever so ids stay comparable
+#: across releases.
+CHANGE_NAMESPACE = uuid.UUID("0b7f5c1e-8d2a-5e43-a6f1-3c9d7e2b4a10").bytes
 
 
 class ProfileUpdate(BaseModel):
@@ -118,9 +117,4 @@ class SegmentChanged(BaseModel):
 
 def segment_change_id(customer_id: str, revision: int) -> str:
     """Deterministic id of the change that made revision `revision` of a customer's state."""
-    return uuid5_text(_CHANGE_NAMESPACE_BYTES, f"{customer_id}\x1f{revision}")
-
-
-def first_change_ids(customer_ids: Sequence[bytes]) -> list[bytes]:
-    """segment_change_id(customer_id, 1) of each (encoded) customer id, as ASCII bytes."""
-    return uuid5_texts(_CHANGE_NAMESPACE_BYTES, [customer + b"\x1f1" for customer in customer_ids])
+    return uuid5_text(CHANGE_NAMESPACE, f"{customer_id}\x1f{revision}")

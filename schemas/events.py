@@ -6,12 +6,10 @@ import hashlib
 import re
 import unicodedata
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -166,30 +164,6 @@ def uuid5_text(namespace: bytes, name: str) -> str:
     h = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).hexdigest()
     # Digit 12 holds the version (5); digit 16 the variant.
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
-
-
-#: The hex digits, and where the 32 of a uuid stand in its 36 characters.
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_DIGIT_PLACES = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
-
-
-def uuid5_texts(namespace: bytes, names: Sequence[bytes]) -> list[bytes]:
-    """uuid5_text of each name (already encoded), as ASCII bytes: one SHA-1 per name, and the
-    version and variant bits and the hex digits set for the whole column at once."""
-    if not names:
-        return []
-    # One constructor call per name: a third cheaper than copying a hash of the namespace.
-    sha1 = hashlib.sha1
-    digests = [sha1(namespace + name, usedforsecurity=False).digest() for name in names]
-    count = len(names)
-    raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(count, 20)[:, :16].copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
-    text = np.full((count, 36), ord("-"), dtype=np.uint8)
-    text[:, _DIGIT_PLACES[0::2]] = _HEX_DIGITS[raw >> 4]
-    text[:, _DIGIT_PLACES[1::2]] = _HEX_DIGITS[raw & 0x0F]
-    joined = text.tobytes()
-    return [joined[i : i + 36] for i in range(0, 36 * count, 36)]
 
 
 _ASSIGNMENT_NAMESPACE_BYTES = _ASSIGNMENT_NAMESPACE.bytes

@@ -4,10 +4,11 @@ The Kafka Streams changelog pattern on Kafka itself. Every owned input partition
 RocksDB store (rocksdict) under SEGSTREAM_DATA_DIR/state, and a partition of the compacted
 state topic with the same number: every state change is produced there in the same
 transaction as the assignments, the segment changes and the input offsets, and is written to
-the local store only once that transaction has committed. A store therefore never holds
-what Kafka does not, and a worker that takes a partition over replays the state topic's
-partition into it, from the offset its store had reached (a checkpoint kept in the store)
-or from the start.
+the local store only once that transaction has committed: while the next transaction
+commits (the data plane waits on the broker then), or before the store is read in key
+order, looked up past, or closed. A store therefore never holds what Kafka does not, and a
+worker that takes a partition over replays the state topic's partition into it, from the
+offset its store had reached (a checkpoint kept in the store) or from the start.
 
 Between the batches of input, a model that went live re-scores the customers in state in
 slices (`Resegmenter`): a customer whose state already carries the live version is done,
@@ -32,14 +33,15 @@ from pydantic_core import from_json, to_json
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
 from schemas import (
+    CHANGE_NAMESPACE,
     CustomerSignup,
     Gender,
     ModelManifest,
     ProfileUpdate,
-    first_change_ids,
     segment_change_id,
 )
 from stream_app.metrics import AudienceMetrics
+from stream_app.native import ChangePieces, StatePieces, first_signup_records
 from stream_app.pipeline import RecordColumns, SignupTexts, SourceRecord, signup_texts
 from stream_app.pipeline import json_strings as _json_strings
 from stream_app.scorer import Scorer
@@ -67,7 +69,8 @@ class RestoreInterrupted(Exception):  # noqa: N818 - an outcome, not a fault
 
 
 class PartitionStore:
-    """One input partition's customers: RocksDB on disk, plus the writes of the open commit."""
+    """One input partition's customers: RocksDB on disk, plus the writes of the open commit
+    and those of the last commit that RocksDB has not taken yet."""
 
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -92,21 +95,33 @@ class PartitionStore:
         writes = WriteOptions()
         writes.disable_wal = True  # type: ignore[method-assign,assignment]  # a property at run time; the stub says method
         self.db.set_write_options(writes)
+        #: Writes of the open commit.
         self.pending: dict[bytes, bytes | None] = {}
+        #: Writes of the last commit, until `write_committed` hands them to RocksDB.
+        self.unwritten: dict[bytes, bytes | None] = {}
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """Current values of keys: the open commit's, else the store's."""
-        pending = self.pending
-        if not pending:
+        """Current values of keys: the open commit's, else the last commit's, else the
+        store's."""
+        pending, unwritten = self.pending, self.unwritten
+        if not pending and not unwritten:
             return cast(list[bytes | None], self.db.get(cast(Any, list(keys))))
-        missing = [k for k in keys if k not in pending]
+        missing = [k for k in keys if k not in pending and k not in unwritten]
         # rocksdict types get() as taking one key; a list of keys is one multi-get.
         values = cast(list[bytes | None], self.db.get(cast(Any, missing))) if missing else []
         found = dict(zip(missing, values, strict=True))
-        return [pending[k] if k in pending else found[k] for k in keys]
+        return [
+            pending[k] if k in pending else unwritten[k] if k in unwritten else found[k]
+            for k in keys
+        ]
 
     def committed(self, key: bytes) -> bytes | None:
         """The value as of the last commit (what a lookup answers)."""
+        # Read before RocksDB: write_committed writes RocksDB first and then lets go of
+        # the dictionary, so a key is always in one of the two.
+        unwritten = self.unwritten
+        if key in unwritten:
+            return unwritten[key]
         value: bytes | None = self.db.get(key)
         return value
 
@@ -115,17 +130,25 @@ class PartitionStore:
         self.pending[key] = value
 
     def apply(self) -> None:
-        """The open commit went through: write its changes to the store."""
+        """The open commit went through: its writes are committed, RocksDB takes them at the
+        next `write_committed`."""
         if not self.pending:
             return
+        self.write_committed()
+        self.unwritten, self.pending = self.pending, {}
+
+    def write_committed(self) -> None:
+        """Write the committed changes RocksDB has not taken yet."""
+        if not self.unwritten:
+            return
         batch = WriteBatch(raw_mode=True)
-        for key, value in self.pending.items():
+        for key, value in self.unwritten.items():
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
         self.db.write(batch)
-        self.pending.clear()
+        self.unwritten = {}
 
     def discard(self) -> None:
         """The open commit was aborted: forget its changes."""
@@ -146,7 +169,9 @@ class PartitionStore:
         return int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
 
     def scan(self, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        """Up to limit (key, value) pairs with key > after, in key order."""
+        """Up to limit (key, value) pairs with key > after, in key order, as of the last
+        commit."""
+        self.write_committed()
         iterator = self.db.iter()
         iterator.seek(max(after, _FIRST_CUSTOMER_KEY))
         found: list[tuple[bytes, bytes]] = []
@@ -159,7 +184,9 @@ class PartitionStore:
         return found
 
     def close(self) -> None:
-        """Flush the memtables (there is no log to replay them from) and release the store."""
+        """Write what was committed, flush the memtables (there is no log to replay them
+        from) and release the store."""
+        self.write_committed()
         self.db.flush()
         self.db.close()
 
@@ -339,17 +366,34 @@ class _Writer:
         """State and change records of customers signing up, built a column at a time.
 
         The same bytes `write` and `finish` would make (revision 1, since = updated_at =
-        changed_at = the signup time, no segment exited), but each text column is escaped
-        by one pydantic-core call for the whole batch (or taken from `texts`, the ids the
-        assignments of these signups were written with), the change ids are made for the
-        whole column, and each record is one format of a template per segment.
+        changed_at = the signup time, no segment exited): each text column is escaped by one
+        pydantic-core call for the whole batch (or taken from `texts`, the ids the
+        assignments of these signups were written with), and the records of the whole batch
+        are made by one call into C (stream_app.native).
         """
         texts = texts or signup_texts(events)
         moments = _json_strings([signup.signed_up_at for signup in events])
-        ages = to_json([signup.age for signup in events])[1:-1].split(b",")
-        incomes = to_json([signup.annual_income for signup in events])[1:-1].split(b",")
-        if texts is None or not (len(moments) == len(ages) == len(events)):
-            # Cannot happen with pydantic-core's escaping (see _json_strings); never guess.
+        made = None
+        if texts is not None and len(moments) == len(events):
+            customers, sources = texts
+            # pydantic writes a UTC time with "Z"; other offsets are moved to UTC one by one.
+            moments = [
+                m if m.endswith(b"Z") else _iso(signup.signed_up_at).encode()
+                for m, signup in zip(moments, events, strict=True)
+            ]
+            columns = (
+                customers,
+                sources,
+                [signup.age for signup in events],
+                [signup.annual_income for signup in events],
+                [_GENDER_JSON[signup.gender] for signup in events],
+                moments,
+            )
+            made = first_signup_records(CHANGE_NAMESPACE, keys, labels, columns, self._pieces())
+        if made is None:
+            # An age or income pydantic writes with an exponent, or a column that did not
+            # split into one text per event (cannot happen with pydantic-core's escaping,
+            # see _json_strings): one at a time, never a guess.
             for partition, key, signup, label in zip(partitions, keys, events, labels, strict=True):
                 moment = _iso(signup.signed_up_at)
                 self.write(
@@ -357,26 +401,7 @@ class _Writer:
                     signup.event_id, moment,
                 )  # fmt: skip
             return
-        customers, sources = texts
-        # pydantic writes a UTC time with "Z"; other offsets are moved to UTC one by one.
-        moments = [
-            m if m.endswith(b"Z") else _iso(signup.signed_up_at).encode()
-            for m, signup in zip(moments, events, strict=True)
-        ]
-        genders = [_GENDER_JSON[signup.gender] for signup in events]
-        state_templates, change_templates = self._first_templates()
-        states = [
-            state_templates[label] % (customer, age, income, gender, moment, moment, source)
-            for label, customer, age, income, gender, moment, source in zip(
-                labels, customers, ages, incomes, genders, moments, sources, strict=True
-            )
-        ]
-        changes = [
-            change_templates[label] % (change_id, customer, source, moment)
-            for label, change_id, customer, source, moment in zip(
-                labels, first_change_ids(keys), customers, sources, moments, strict=True
-            )
-        ]
+        states, changes = made
         pending = {partition: store.pending for partition, store in self.stores.items()}
         for partition, key, state in zip(partitions, keys, states, strict=True):
             pending[partition][key] = state
@@ -384,26 +409,37 @@ class _Writer:
         self.outcome.changes.extend(keys, changes, [-1] * len(keys))
         self.outcome.change_counts["signup"] += len(keys)
 
-    def _first_templates(self) -> tuple[list[bytes], list[bytes]]:
-        """Per segment: the state and the change of a first signup, with everything but the
-        customer's own fields written in (a literal % in a name or action doubled)."""
-        version = self.version_json.replace(b"%", b"%%")
-        states, changes = [], []
+    def _pieces(self) -> tuple[list[StatePieces], list[ChangePieces]]:
+        """Per segment, the literal text of a first signup's state and change records around
+        the customer's own fields."""
+        version = self.version_json
+        states: list[StatePieces] = []
+        changes: list[ChangePieces] = []
         for segment_id, segment_name, action in self.segment_json:
-            sid, name, act = (
-                part.replace(b"%", b"%%") for part in (segment_id, segment_name, action)
-            )
             states.append(
-                b'{"customer_id":"%%b","age":%%b,"annual_income":%%b,"gender":"%%b",'
-                b'"segment_id":%b,"segment_name":%b,"model_version":%b,"since":"%%b",'
-                b'"updated_at":"%%b","revision":1,"source_event_id":"%%b"}' % (sid, name, version)
+                (
+                    b'{"customer_id":"',
+                    b'","age":',
+                    b',"annual_income":',
+                    b',"gender":"',
+                    b'","segment_id":%b,"segment_name":%b,"model_version":%b,"since":"'
+                    % (segment_id, segment_name, version),
+                    b'","updated_at":"',
+                    b'","revision":1,"source_event_id":"',
+                    b'"}',
+                )
             )
             changes.append(
-                b'{"event_id":"%%b","customer_id":"%%b","entered_segment_id":%b,'
-                b'"entered_segment_name":%b,"action":%b,"exited_segment_id":null,'
-                b'"reason":"signup","model_version":%b,"previous_model_version":null,'
-                b'"source_event_id":"%%b","changed_at":"%%b","revision":1}'
-                % (sid, name, act, version)
+                (
+                    b'{"event_id":"',
+                    b'","customer_id":"',
+                    b'","entered_segment_id":%b,"entered_segment_name":%b,"action":%b,'
+                    b'"exited_segment_id":null,"reason":"signup","model_version":%b,'
+                    b'"previous_model_version":null,"source_event_id":"'
+                    % (segment_id, segment_name, action, version),
+                    b'","changed_at":"',
+                    b'","revision":1}',
+                )
             )
         return states, changes
 
@@ -515,6 +551,7 @@ class Audiences:
         if store is None:
             return
         store.discard()
+        store.write_committed()  # before the checkpoint that vouches for it
         if clean:
             end = self._end_offset(partition)
             if end is not None:
@@ -613,9 +650,15 @@ class Audiences:
     # -- the batch's state changes -----------------------------------------------------------
 
     def commit(self) -> None:
-        """The open transaction committed: write its changes to the stores."""
+        """The open transaction committed: its changes are the stores' committed state."""
         for store in self.stores.values():
             store.apply()
+
+    def write_committed(self) -> None:
+        """Write the stores' committed changes to RocksDB: done while a transaction commits,
+        when the data plane would otherwise only wait for the broker."""
+        for store in list(self.stores.values()):
+            store.write_committed()
 
     def discard(self) -> None:
         """The open transaction was aborted: forget its changes."""
@@ -645,11 +688,13 @@ class Audiences:
         keys = [event.customer_id.encode() for event in events]
         # Each event's stored state, read with one multi-get per partition.
         stored: list[bytes | None] = [None] * len(keys)
-        for partition in set(partitions):
+        positions: dict[int, list[int]] = {partition: [] for partition in set(partitions)}
+        for position, partition in enumerate(partitions):
+            positions[partition].append(position)
+        for partition, at in positions.items():
             store = self.stores.get(partition)
             if store is None:
                 raise RuntimeError(f"no state store for {self.input_topic}[{partition}]")
-            at = [i for i, p in enumerate(partitions) if p == partition]
             for position, value in zip(at, store.get_many([keys[i] for i in at]), strict=True):
                 stored[position] = value
         if (

@@ -517,8 +517,10 @@ class DataPlane:
         assert delivery is not None
         began = time.monotonic()
         self.status.committing_since = began
+        # RocksDB takes the last commit's state while the broker commits this one.
+        meanwhile = self.audiences.write_committed if self.audiences is not None else None
         try:
-            delivery.commit(pending.offsets())
+            delivery.commit(pending.offsets(), meanwhile)
         except TransactionAbortedError as exc:
             self._discard(exc)
             return

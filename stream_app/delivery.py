@@ -31,6 +31,7 @@ from stream_app.failures import (
     kafka_error,
     retrying,
 )
+from stream_app.native import QUEUE_FULL, produce_columns
 from stream_app.pipeline import Headers, OutgoingRecord, RecordColumns
 
 __all__ = ["CALL_TIMEOUT", "AtLeastOnce", "Delivery", "ExactlyOnce", "produce_all"]
@@ -49,10 +50,12 @@ class Delivery(Protocol):
     def send(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
         """Hand records to the producer as part of the current commit."""
 
-    def commit(self, offsets: list[TopicPartition]) -> None:
+    def commit(
+        self, offsets: list[TopicPartition], meanwhile: Callable[[], None] | None = None
+    ) -> None:
         """Make everything sent since the last commit durable with offsets; raise
         TransactionAbortedError when it was discarded instead, FatalKafkaError when the
-        worker must stop."""
+        worker must stop. `meanwhile` runs once while the broker is waited for."""
 
     def abort(self) -> None:
         """Discard what was sent since the last commit, as far as the guarantee can."""
@@ -68,13 +71,25 @@ class Delivery(Protocol):
 _ROOM_WAIT_SECONDS = 0.05
 
 
-def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord]) -> None:
-    """Produce records, waiting for room when librdkafka's local queue is full."""
+def produce_all(
+    producer: Producer,
+    topic: str,
+    records: Sequence[OutgoingRecord],
+    reports: bool = False,
+) -> None:
+    """Produce records, waiting for room when librdkafka's local queue is full.
+
+    Columns of records go to librdkafka in one call (stream_app.native) unless the producer
+    reports deliveries (`reports`): confluent-kafka reports only what its own produce() sent.
+    """
     produce = producer.produce
 
     def serve_callbacks(seconds: float) -> None:
         producer.poll(seconds)
 
+    if isinstance(records, RecordColumns) and not reports:
+        _produce_columns(producer, topic, records, serve_callbacks)
+        return
     rows: Iterable[tuple[bytes | None, bytes, Headers | None, int]] = records
     if isinstance(records, RecordColumns):
         # Straight from the columns: zip hands out one tuple again and again.
@@ -94,6 +109,24 @@ def produce_all(producer: Producer, topic: str, records: Sequence[OutgoingRecord
             ):
                 with attempt:
                     produce(topic, value, key, partition, headers=headers or None)
+
+
+def _produce_columns(
+    producer: Producer,
+    topic: str,
+    records: RecordColumns,
+    serve_callbacks: Callable[[float], None],
+) -> None:
+    keys, values, partitions = records.keys, records.values, records.partitions
+    start = 0
+    while True:
+        start, code = produce_columns(producer, topic, keys, values, partitions, start)
+        if code == 0:
+            return
+        if code != QUEUE_FULL:
+            raise KafkaException(KafkaError(code))
+        # The queue drains as the broker acknowledges: wait by serving callbacks.
+        serve_callbacks(_ROOM_WAIT_SECONDS)
 
 
 def _fatal(what: str, error: KafkaError) -> FatalKafkaError:
@@ -149,9 +182,14 @@ class ExactlyOnce:
                 f"producing: {error.str() if error else exc} (the transaction was aborted)"
             ) from None
 
-    def commit(self, offsets: list[TopicPartition]) -> None:
-        """Commit the open transaction with the offsets under the current group generation."""
+    def commit(
+        self, offsets: list[TopicPartition], meanwhile: Callable[[], None] | None = None
+    ) -> None:
+        """Commit the open transaction with the offsets under the current group generation;
+        `meanwhile` runs on this thread while the transaction commits."""
         if not self._open or self._producer is None:
+            if meanwhile is not None:
+                meanwhile()
             return
         try:
             # The metadata is read now: if the group moved on since the batch was consumed,
@@ -162,15 +200,21 @@ class ExactlyOnce:
                     self._bounded(self._producer.send_offsets_to_transaction, offsets, metadata)
             for attempt in retrying("committing the transaction", self._give_up):
                 with attempt:
-                    self._bounded(self._producer.commit_transaction)
+                    self._bounded(self._producer.commit_transaction, meanwhile=meanwhile)
         except KafkaException as exc:
             error = self._failed("committing a transaction", exc)
             self.abort()
             raise error from None
         self._open = False
 
-    def _bounded(self, call: Callable[..., object], *args: object) -> None:
-        """call(*args, timeout) on a thread of its own, given up on if it overruns.
+    def _bounded(
+        self,
+        call: Callable[..., object],
+        *args: object,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> None:
+        """call(*args, timeout) on a thread of its own, given up on if it overruns; this
+        thread runs `meanwhile` while it waits.
 
         librdkafka can block in send_offsets_to_transaction past its timeout after the group
         coordinator was unreachable (confluentinc/librdkafka#5456, #5511, open in 2.16). A call
@@ -190,7 +234,12 @@ class ExactlyOnce:
 
         thread = threading.Thread(target=run, name="segstream-transaction-call", daemon=True)
         thread.start()
-        thread.join(timeout + _OVERRUN_SECONDS)
+        started = time.monotonic()
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        finally:
+            thread.join(max(timeout + _OVERRUN_SECONDS - (time.monotonic() - started), 0.0))
         if outcome:
             if outcome[0] is not None:
                 raise outcome[0]
@@ -273,10 +322,15 @@ class AtLeastOnce:
 
     def send(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
         """Produce records; librdkafka retries them until message.timeout.ms."""
-        produce_all(self._producer, topic, records)
+        produce_all(self._producer, topic, records, reports=True)
 
-    def commit(self, offsets: list[TopicPartition]) -> None:
-        """Wait until every output is acknowledged, then commit the input offsets."""
+    def commit(
+        self, offsets: list[TopicPartition], meanwhile: Callable[[], None] | None = None
+    ) -> None:
+        """Wait until every output is acknowledged, then commit the input offsets;
+        `meanwhile` runs first, while librdkafka's threads deliver."""
+        if meanwhile is not None:
+            meanwhile()
         while self._producer.flush(self._timeout()) > 0:
             if self._give_up():
                 raise TransactionAbortedError("stopping before every output was acknowledged")

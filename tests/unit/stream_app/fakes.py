@@ -75,9 +75,13 @@ class RecordingDelivery:
             raise TransactionAbortedError("the producer could not start")
         self.sent[topic].extend(records)
 
-    def commit(self, offsets: list[TopicPartition]) -> None:
+    def commit(
+        self, offsets: list[TopicPartition], meanwhile: Callable[[], None] | None = None
+    ) -> None:
         from stream_app.failures import TransactionAbortedError
 
+        if meanwhile is not None:
+            meanwhile()
         if self.refuse:
             self.refuse = False
             self.abort()

@@ -90,7 +90,8 @@ def test_columns_are_produced_in_order_as_records_waiting_for_room_in_a_full_que
         OutgoingRecord(b"c3", b"s3", None, -1),
     ]
     producer = _QueueProducer(room=2)
-    produce_all(cast(Any, producer), "state", columns)
+    # With delivery reports, through confluent-kafka's produce() (test_native: without).
+    produce_all(cast(Any, producer), "state", columns, reports=True)
     producer.poll(0)
     assert producer.delivered == [
         ("state", b"c1", b"s1", 2),
