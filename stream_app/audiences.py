@@ -5,8 +5,9 @@ RocksDB store (rocksdict) under SEGSTREAM_DATA_DIR/state, and a partition of the
 state topic with the same number: every state change is produced there in the same
 transaction as the assignments, the segment changes and the input offsets, and is written to
 the local store only once that transaction has committed: while the next transaction
-commits (the data plane waits on the broker then), or before the store is read in key
-order, looked up past, or closed. A store therefore never holds what Kafka does not, and a
+commits (the data plane waits on the broker then), or before the store is scanned in key
+order or closed; lookups meanwhile read them from memory. A store therefore never holds what
+Kafka does not, and a
 worker that takes a partition over replays the state topic's partition into it, from the
 offset its store had reached (a checkpoint kept in the store) or from the start.
 

@@ -164,6 +164,40 @@ def test_writes_reach_the_store_only_when_committed(audiences: Audiences) -> Non
     assert found["segment_id"] == "segment-0"
 
 
+def test_a_commit_reaches_rocksdb_at_the_next_commit_and_is_read_from_memory_until_then(
+    tmp_path: Path,
+) -> None:
+    store = PartitionStore(tmp_path / "p0")
+    store.stage(b"c1", b'{"v":1}')
+    store.apply()
+    assert store.db.get(b"c1") is None, "RocksDB takes it later"
+    assert store.committed(b"c1") == b'{"v":1}'
+    assert store.get_many([b"c1", b"c2"]) == [b'{"v":1}', None]
+    # The next commit's writes: an abort forgets them, not the committed ones.
+    store.stage(b"c1", b'{"v":2}')
+    assert store.get_many([b"c1"]) == [b'{"v":2}']
+    store.discard()
+    assert store.get_many([b"c1"]) == [b'{"v":1}']
+    # What the data plane runs while the next transaction commits.
+    store.write_committed()
+    assert store.db.get(b"c1") == b'{"v":1}'
+    assert store.unwritten == {}
+    # A commit that was not written meanwhile is written before the next one takes its place.
+    store.stage(b"c1", b'{"v":3}')
+    store.apply()
+    store.stage(b"c2", b'{"v":1}')
+    store.apply()
+    assert (store.db.get(b"c1"), store.db.get(b"c2")) == (b'{"v":3}', None)
+    # A scan in key order sees every commit; so does the store after closing.
+    assert store.scan(b"", 10) == [(b"c1", b'{"v":3}'), (b"c2", b'{"v":1}')]
+    store.stage(b"c3", b'{"v":1}')
+    store.apply()
+    store.close()
+    again = PartitionStore(tmp_path / "p0")
+    assert [key for key, _value in again.scan(b"", 10)] == [b"c1", b"c2", b"c3"]
+    again.close()
+
+
 def test_a_store_keeps_its_customers_and_checkpoint_across_reopening(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path / "p0")
     store.stage(b"c1", b'{"x":1}')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, cast
 
 import pytest
@@ -54,6 +55,44 @@ def test_a_refused_record_aborts_the_transaction_to_the_end_before_the_next_one_
     delivery.send("out", [record])
     aborts = ["abort"] * (abort_timeouts + 1)
     assert producer.calls == ["init", "begin", *aborts, "begin", "produce out"]
+
+
+class _CommittingProducer(_Producer):
+    """Commits only once `meanwhile` has run: the commit waits for it on its own thread."""
+
+    def __init__(self) -> None:
+        super().__init__(abort_timeouts=0)
+        self.refuse = False
+        self.meanwhile_ran = threading.Event()
+
+    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+        self.calls.append("offsets")
+
+    def commit_transaction(self, timeout: float) -> None:
+        assert self.meanwhile_ran.wait(timeout), "meanwhile did not run during the commit"
+        self.calls.append("commit")
+
+
+class _Consumer:
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def test_the_work_given_to_a_commit_runs_while_the_transaction_commits() -> None:
+    producer = _CommittingProducer()
+    delivery = ExactlyOnce(lambda: cast(Any, producer), cast(Any, _Consumer()), lambda: False)
+    delivery.send("out", [OutgoingRecord(b"c1", b"{}", None)])
+
+    def meanwhile() -> None:
+        producer.calls.append("meanwhile")
+        producer.meanwhile_ran.set()
+
+    delivery.commit([], meanwhile)
+    assert producer.calls == ["init", "begin", "produce out", "offsets", "meanwhile", "commit"]
+    # With nothing to commit, it still runs.
+    producer.meanwhile_ran.clear()
+    delivery.commit([], meanwhile)
+    assert producer.calls[-1] == "meanwhile"
 
 
 class _QueueProducer:
