@@ -1,6 +1,7 @@
 /*
- * The customer-state path of the data plane, per record, in C (stream_app.native holds the
- * Python side and the same work in Python where this module is not built).
+ * The customer-state path of the data plane, per record, in C; stream_app.native is its
+ * Python side. A batch it declines (a number pydantic writes with an exponent) goes one record
+ * at a time through stream_app.audiences' general path.
  *
  * first_signup_records: the state and the change record of a batch of first signups, each
  *     the pieces of its segment's template with the customer's fields between them, and the
@@ -15,7 +16,6 @@
 #include <Python.h>
 
 #include <dlfcn.h>
-#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
