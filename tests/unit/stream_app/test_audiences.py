@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -196,6 +198,20 @@ def test_a_commit_reaches_rocksdb_at_the_next_commit_and_is_read_from_memory_unt
     again = PartitionStore(tmp_path / "p0")
     assert [key for key, _value in again.scan(b"", 10)] == [b"c1", b"c2", b"c3"]
     again.close()
+
+
+def test_rocksdb_is_loaded_only_when_a_store_opens(tmp_path: Path) -> None:
+    # A worker without customer state does without the library's resident memory.
+    code = (
+        "import sys, pathlib\n"
+        "import stream_app.app, stream_app.dataplane\n"
+        "assert 'rocksdict' not in sys.modules, 'loaded by the imports'\n"
+        "from stream_app.audiences import PartitionStore\n"
+        f"PartitionStore(pathlib.Path({str(tmp_path / 'p0')!r})).close()\n"
+        "assert 'rocksdict' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_store_keeps_its_customers_and_checkpoint_across_reopening(tmp_path: Path) -> None:
