@@ -1,7 +1,7 @@
 /*
  * The customer-state path of the data plane, per record, in C; stream_app.native is its
- * Python side. A batch it declines (a number pydantic writes with an exponent) goes one record
- * at a time through stream_app.audiences' general path.
+ * Python side. A batch it declines (a number whose repr has an exponent, which pydantic writes
+ * otherwise) goes one record at a time through stream_app.audiences' general path.
  *
  * first_signup_records: the state and the change record of a batch of first signups, each
  *     the pieces of its segment's template with the customer's fields between them, and the
@@ -333,8 +333,8 @@ static PyObject *produce_columns(PyObject *module, PyObject *args) {
 static PyMethodDef methods[] = {
     {"first_signup_records", first_signup_records, METH_VARARGS,
      "first_signup_records(namespace, keys, labels, customers, sources, ages, incomes, genders, "
-     "moments, state_pieces, change_pieces) -> (states, changes), or None when a number is "
-     "one pydantic writes with an exponent"},
+     "moments, state_pieces, change_pieces) -> (states, changes), or None when a number's "
+     "repr has an exponent"},
     {"bind", bind, METH_VARARGS,
      "bind(producer_type, librdkafka_path): the Producer type and the librdkafka it loaded"},
     {"produce_columns", produce_columns, METH_VARARGS,

@@ -404,7 +404,7 @@ class _Writer:
             )
             made = first_signup_records(CHANGE_NAMESPACE, keys, labels, columns, self._pieces())
         if made is None:
-            # An age or income pydantic writes with an exponent, or a column that did not
+            # An age or income whose repr has an exponent, or a column that did not
             # split into one text per event (cannot happen with pydantic-core's escaping,
             # see _json_strings): one at a time, never a guess.
             for partition, key, signup, label in zip(partitions, keys, events, labels, strict=True):

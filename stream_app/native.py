@@ -65,7 +65,8 @@ def first_signup_records(
     pieces: tuple[list[StatePieces], list[ChangePieces]],
 ) -> tuple[list[bytes], list[bytes]] | None:
     """The state and change records of first signups, or None when one of their numbers is
-    one pydantic writes with an exponent (below 1e-4): those go one at a time.
+    one Python's repr writes with an exponent (nonzero below 1e-4, or from 1e16), where
+    pydantic's text differs: those go one at a time.
 
     texts: customer ids and event ids (insides of JSON strings), ages, incomes, genders and
     signup times (insides of JSON strings), a column each. pieces: per segment, the pieces

@@ -278,7 +278,7 @@ def test_a_shadow_count_says_how_many_would_move_without_changing_anything(
         ("c1", datetime(2026, 1, 1, tzinfo=UTC), 41.0),
         ('say"hi"\\', datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC), 0.0),
         ("zoë-ü", datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))), 33.3),
-        # Written by pydantic with an exponent: the batch goes one record at a time.
+        # A repr with an exponent, which pydantic writes otherwise: one record at a time.
         ("c4", datetime(2026, 1, 1, tzinfo=UTC), 0.00001),
     ],
 )
